@@ -1,0 +1,232 @@
+// JSON in/out of the cost model, format "tamoe.cost_model" version 1.
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "runtime/error.h"
+#include "topology/cost_model.h"
+
+namespace tamoe::topo {
+
+using nlohmann::json;
+
+namespace {
+constexpr const char* kFormat = "tamoe.cost_model";
+constexpr int kVersion = 1;
+
+void check_fields(const json& j, const std::string& where, const std::set<std::string>& allowed) {
+  if (!j.is_object()) fail(Status::invalid_input, where, "an object", j.type_name());
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!allowed.count(it.key())) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      fail(Status::invalid_input, where + "." + it.key(), "a known field (" + list + ")",
+           "unknown field '" + it.key() + "'");
+    }
+}
+const json& need(const json& j, const std::string& key, const std::string& where) {
+  if (!j.contains(key))
+    fail(Status::invalid_input, where + "." + key, "a required field", "nothing");
+  return j.at(key);
+}
+double number(const json& j, const std::string& where) {
+  if (!j.is_number()) fail(Status::invalid_input, where, "a number", j.dump());
+  double v = j.get<double>();
+  if (!std::isfinite(v)) fail(Status::invalid_input, where, "a finite number", j.dump());
+  return v;
+}
+int integer(const json& j, const std::string& where) {
+  if (!j.is_number_integer()) fail(Status::invalid_input, where, "an integer", j.dump());
+  return j.get<int>();
+}
+std::string text(const json& j, const std::string& where) {
+  if (!j.is_string()) fail(Status::invalid_input, where, "a string", j.dump());
+  return j.get<std::string>();
+}
+}  // namespace
+
+json CostModel::to_json() const {
+  json j;
+  j["format"] = kFormat;
+  j["version"] = kVersion;
+  j["source"] = source_;
+  j["nranks"] = nranks_;
+  j["self_bw_gbps"] = self_bw_gbps_;
+  j["latency_overlap"] = latency_overlap_;
+  json ranks = json::array();
+  for (int r = 0; r < nranks_; ++r) ranks.push_back({{"node", node_[r]}, {"leaf", leaf_[r]}});
+  j["ranks"] = ranks;
+  json verts = json::array();
+  for (int v = nranks_; v < nvertices(); ++v)
+    verts.push_back({{"name", vertices_[v].name}, {"kind", vertices_[v].kind}});
+  j["elements"] = verts;
+  json ls = json::array();
+  for (const Link& l : links_)
+    ls.push_back({{"name", l.name},
+                  {"from", vertices_[l.from].name},
+                  {"to", vertices_[l.to].name},
+                  {"bw_gbps", l.bw_gbps},
+                  {"lat_us", l.lat_us}});
+  j["links"] = ls;
+  json routes = json::array();
+  for (int i = 0; i < nranks_; ++i)
+    for (int k = 0; k < nranks_; ++k)
+      if (explicit_[static_cast<size_t>(i) * nranks_ + k])
+        routes.push_back(
+            {{"from", i}, {"to", k}, {"links", routes_[static_cast<size_t>(i) * nranks_ + k]}});
+  if (!routes.empty()) j["routes"] = routes;
+  json pc = json::array();
+  for (const ProbeClass& c : probe_classes_)
+    pc.push_back({{"name", c.name},
+                  {"lat_us", c.lat_us},
+                  {"bw_gbps", c.bw_gbps},
+                  {"fit_rel_err", c.fit_rel_err},
+                  {"pairs", c.pairs}});
+  if (!pc.empty()) j["probe_classes"] = pc;
+  return j;
+}
+
+CostModel CostModel::from_json(const json& j, const std::string& where) {
+  check_fields(j, where,
+               {"format", "version", "source", "nranks", "self_bw_gbps", "latency_overlap", "ranks",
+                "elements", "links", "routes", "probe_classes"});
+  std::string fmt = text(need(j, "format", where), where + ".format");
+  if (fmt != kFormat)
+    fail(Status::invalid_input, where + ".format", std::string("\"") + kFormat + "\"",
+         "\"" + fmt + "\"");
+  int ver = integer(need(j, "version", where), where + ".version");
+  if (ver != kVersion)
+    fail(Status::invalid_input, where + ".version", std::to_string(kVersion), std::to_string(ver));
+  int P = integer(need(j, "nranks", where), where + ".nranks");
+  if (P <= 0)
+    fail(Status::invalid_input, where + ".nranks", "a positive rank count", std::to_string(P));
+  CostModel m(P);
+  if (j.contains("source")) m.source_ = text(j["source"], where + ".source");
+  if (j.contains("self_bw_gbps")) {
+    double v = number(j["self_bw_gbps"], where + ".self_bw_gbps");
+    if (v < 0)
+      fail(Status::invalid_input, where + ".self_bw_gbps", "a non-negative bandwidth", str(v));
+    m.self_bw_gbps_ = v;
+  }
+  if (j.contains("latency_overlap")) {
+    double v = number(j["latency_overlap"], where + ".latency_overlap");
+    if (v < 0 || v > 1)
+      fail(Status::invalid_input, where + ".latency_overlap", "a number in [0, 1]", str(v));
+    m.latency_overlap_ = v;
+  }
+  if (j.contains("ranks")) {
+    const json& rs = j["ranks"];
+    if (!rs.is_array() || static_cast<int>(rs.size()) != P)
+      fail(Status::invalid_input, where + ".ranks",
+           str("an array of ", P, " rank locations (nranks)"),
+           rs.is_array() ? str(rs.size(), " entries") : std::string(rs.type_name()));
+    for (int r = 0; r < P; ++r) {
+      std::string w = str(where, ".ranks[", r, "]");
+      check_fields(rs[r], w, {"node", "leaf"});
+      int node = integer(need(rs[r], "node", w), w + ".node");
+      int leaf = rs[r].contains("leaf") ? integer(rs[r]["leaf"], w + ".leaf") : 0;
+      if (node < 0 || leaf < 0)
+        fail(Status::invalid_input, w, "non-negative node and leaf", rs[r].dump());
+      m.set_location(r, node, leaf);
+    }
+  }
+  if (j.contains("elements")) {
+    const json& es = j["elements"];
+    if (!es.is_array())
+      fail(Status::invalid_input, where + ".elements", "an array", es.type_name());
+    for (size_t k = 0; k < es.size(); ++k) {
+      std::string w = str(where, ".elements[", k, "]");
+      check_fields(es[k], w, {"name", "kind"});
+      std::string name = text(need(es[k], "name", w), w + ".name");
+      if (m.find_vertex(name) >= 0)
+        fail(Status::invalid_input, w + ".name", "a unique name", "'" + name + "' again");
+      m.add_vertex(name, es[k].contains("kind") ? text(es[k]["kind"], w + ".kind") : "element");
+    }
+  }
+  const json& ls = need(j, "links", where);
+  if (!ls.is_array()) fail(Status::invalid_input, where + ".links", "an array", ls.type_name());
+  for (size_t k = 0; k < ls.size(); ++k) {
+    std::string w = str(where, ".links[", k, "]");
+    check_fields(ls[k], w, {"name", "from", "to", "bw_gbps", "lat_us"});
+    auto vertex = [&](const char* key) {
+      std::string n = text(need(ls[k], key, w), w + "." + key);
+      int v = m.find_vertex(n);
+      if (v < 0)
+        fail(Status::invalid_input, w + "." + key, "the name of a rank or element", "'" + n + "'");
+      return v;
+    };
+    int from = vertex("from"), to = vertex("to");
+    double bw = number(need(ls[k], "bw_gbps", w), w + ".bw_gbps");
+    if (bw <= 0) fail(Status::invalid_input, w + ".bw_gbps", "a positive bandwidth", str(bw));
+    double lat = ls[k].contains("lat_us") ? number(ls[k]["lat_us"], w + ".lat_us") : 0.0;
+    if (lat < 0) fail(Status::invalid_input, w + ".lat_us", "a non-negative latency", str(lat));
+    if (from == to)
+      fail(Status::invalid_input, w, "a link between two different vertices", "a self loop");
+    m.add_link(from, to, bw, lat, ls[k].contains("name") ? text(ls[k]["name"], w + ".name") : "");
+  }
+  if (j.contains("routes")) {
+    const json& rs = j["routes"];
+    if (!rs.is_array()) fail(Status::invalid_input, where + ".routes", "an array", rs.type_name());
+    for (size_t k = 0; k < rs.size(); ++k) {
+      std::string w = str(where, ".routes[", k, "]");
+      check_fields(rs[k], w, {"from", "to", "links"});
+      std::vector<int> ids;
+      const json& lk = need(rs[k], "links", w);
+      if (!lk.is_array())
+        fail(Status::invalid_input, w + ".links", "an array of link ids", lk.type_name());
+      for (const auto& x : lk) ids.push_back(integer(x, w + ".links"));
+      try {
+        m.set_route(integer(need(rs[k], "from", w), w + ".from"),
+                    integer(need(rs[k], "to", w), w + ".to"), ids);
+      } catch (const Error& e) {
+        fail(Status::invalid_input, w, e.what());
+      }
+    }
+  }
+  if (j.contains("probe_classes")) {
+    const json& pcs = j["probe_classes"];
+    if (!pcs.is_array())
+      fail(Status::invalid_input, where + ".probe_classes", "an array", pcs.type_name());
+    for (size_t k = 0; k < pcs.size(); ++k) {
+      std::string w = str(where, ".probe_classes[", k, "]");
+      check_fields(pcs[k], w, {"name", "lat_us", "bw_gbps", "fit_rel_err", "pairs"});
+      ProbeClass c;
+      c.name = text(need(pcs[k], "name", w), w + ".name");
+      c.lat_us = number(need(pcs[k], "lat_us", w), w + ".lat_us");
+      c.bw_gbps = number(need(pcs[k], "bw_gbps", w), w + ".bw_gbps");
+      if (pcs[k].contains("fit_rel_err"))
+        c.fit_rel_err = number(pcs[k]["fit_rel_err"], w + ".fit_rel_err");
+      if (pcs[k].contains("pairs")) c.pairs = integer(pcs[k]["pairs"], w + ".pairs");
+      m.probe_classes_.push_back(c);
+    }
+  }
+  m.validate(where);
+  return m;
+}
+
+void CostModel::save(const std::string& path) const {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    if (!out) fail(Status::system, path, "a writable file", "cannot open '" + tmp + "'");
+    out << to_json().dump(1) << "\n";
+    if (!out) fail(Status::system, path, "a complete write", "an I/O error");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    fail(Status::system, path, "rename to succeed", "rename failed");
+}
+
+CostModel CostModel::load(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(Status::invalid_input, path, "a readable cost model file", "cannot open it");
+  json j;
+  try {
+    in >> j;
+  } catch (const json::exception& e) {
+    fail(Status::invalid_input, path, "valid JSON", e.what());
+  }
+  return from_json(j, path);
+}
+
+}  // namespace tamoe::topo
