@@ -24,8 +24,8 @@
 namespace tamoe::topo {
 
 struct Link {
-  std::string name;    // "rank3->node0", "node1/nic->leaf0"
-  int from = -1;       // vertex ids
+  std::string name;  // "rank3->node0", "node1/nic->leaf0"
+  int from = -1;     // vertex ids
   int to = -1;
   double bw_gbps = 0;  // GB/s, 1e9 bytes per second
   double lat_us = 0;   // microseconds added to a message that crosses this link

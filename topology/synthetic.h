@@ -20,11 +20,11 @@ struct SyntheticCluster {
   int ranks_per_node = 8;
   double intra_bw_gbps = 450;  // per rank port into the node fabric (NVLink)
   double intra_lat_us = 3;
-  bool nic_per_rank = true;    // false: one NIC per node shared by its ranks
-  double nic_bw_gbps = 50;     // per NIC
+  bool nic_per_rank = true;  // false: one NIC per node shared by its ranks
+  double nic_bw_gbps = 50;   // per NIC
   double nic_lat_us = 5;
-  int nodes_per_leaf = 0;      // 0: all nodes on one switch, no spine
-  double oversubscription = 1; // leaf downlink capacity : uplink capacity
+  int nodes_per_leaf = 0;       // 0: all nodes on one switch, no spine
+  double oversubscription = 1;  // leaf downlink capacity : uplink capacity
   double switch_lat_us = 1;
 
   int nranks() const { return nodes * ranks_per_node; }
