@@ -15,8 +15,7 @@ function(tamoe_add_unit_test name)
   add_executable(${name} ${A_SOURCES})
   tamoe_target_defaults(${name})
   target_link_libraries(${name} PRIVATE ${A_LIBS} tamoe_test_unit)
-  catch_discover_tests(${name} TEST_PREFIX "${name}:" PROPERTIES LABELS "unit;${A_LABELS}" TIMEOUT 300
-    ENVIRONMENT "UBSAN_OPTIONS=print_stacktrace=1;ASAN_OPTIONS=detect_leaks=1")
+  catch_discover_tests(${name} TEST_PREFIX "${name}:" PROPERTIES LABELS "unit;${A_LABELS}" TIMEOUT 300)
 endfunction()
 
 # tamoe_add_mpi_test(NAME SOURCES ... LIBS ... RANKS 1 2 4 [ARGS ...] [ENV K=V ...])

@@ -212,7 +212,16 @@ std::vector<double> CostModel::link_loads(const std::vector<double>& D) const {
       if (!std::isfinite(d) || d < 0)
         fail(Status::invalid_argument, str("traffic matrix entry (", i, ",", j, ")"),
              "a non-negative finite byte count", str(d));
-      if (i == j || d == 0) continue;
+      if (d == 0) continue;
+      if (i == j) {
+        if (self_on_ingress_)
+          for (int l = 0; l < nlinks(); ++l)
+            if (links_[l].to == static_cast<int>(i)) {
+              load[l] += d;
+              break;
+            }
+        continue;
+      }
       for (int l : route(static_cast<int>(i), static_cast<int>(j))) load[l] += d;
     }
   return load;
@@ -229,7 +238,7 @@ Prediction CostModel::predict(const std::vector<double>& D) const {
       p.bottleneck_link = static_cast<int>(l);
     }
   }
-  if (self_bw_gbps_ > 0)
+  if (self_bw_gbps_ > 0 && !self_on_ingress_)
     for (size_t i = 0; i < P; ++i) {
       double t = D[i * P + i] / (self_bw_gbps_ * 1e9);
       if (t > p.bandwidth_seconds) {

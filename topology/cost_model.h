@@ -11,7 +11,9 @@
 //   T(D) = max_l load_l / B_l  +  latency_overlap * max_i sum_{j != i, D_ij > 0} lat(route_ij)
 // where load_l sums D over the pairs routed through l, B_l is the link bandwidth and lat(route)
 // sums the latencies along the route. Traffic from a rank to itself uses the rank's memory copy
-// bandwidth when one is set (self_bw_gbps > 0) and is free otherwise.
+// bandwidth when one is set (self_bw_gbps > 0) and is free otherwise; with self_on_ingress it is
+// instead charged to the rank's first in-link, as on a host where the receiving CPU does every
+// copy (shared-memory MPI with single-copy transfers), so local copies compete with receives.
 //
 // Each rank also carries its place in the hierarchy (node, and optionally leaf switch) so
 // planners and reports can speak of levels: 0 self, 1 same node, 2 same leaf switch, 3 beyond.
@@ -65,6 +67,8 @@ class CostModel {
   int connect(int a, int b, double bw_ab_gbps, double bw_ba_gbps, double lat_us);
   void set_location(int rank, int node, int leaf = 0);
   void set_self_bw_gbps(double bw);
+  void set_self_on_ingress(bool on) { self_on_ingress_ = on; }
+  bool self_on_ingress() const { return self_on_ingress_; }
   void set_latency_overlap(double f);
   // Replaces the BFS route of (i, j) with explicit link ids that must form a path i -> j.
   void set_route(int i, int j, const std::vector<int>& links);
@@ -117,6 +121,7 @@ class CostModel {
   std::vector<int> node_, leaf_;
   double self_bw_gbps_ = 0;
   double latency_overlap_ = 1.0;
+  bool self_on_ingress_ = false;
   std::string source_ = "unknown";
   std::vector<ProbeClass> probe_classes_;
   // routes_[i*P + j]; filled per source on first use (explicit routes are stored at once).

@@ -54,6 +54,7 @@ json CostModel::to_json() const {
   j["nranks"] = nranks_;
   j["self_bw_gbps"] = self_bw_gbps_;
   j["latency_overlap"] = latency_overlap_;
+  j["self_on_ingress"] = self_on_ingress_;
   json ranks = json::array();
   for (int r = 0; r < nranks_; ++r) ranks.push_back({{"node", node_[r]}, {"leaf", leaf_[r]}});
   j["ranks"] = ranks;
@@ -89,7 +90,7 @@ json CostModel::to_json() const {
 
 CostModel CostModel::from_json(const json& j, const std::string& where) {
   check_fields(j, where,
-               {"format", "version", "source", "nranks", "self_bw_gbps", "latency_overlap", "ranks",
+               {"format", "version", "source", "nranks", "self_bw_gbps", "latency_overlap", "self_on_ingress", "ranks",
                 "elements", "links", "routes", "probe_classes"});
   std::string fmt = text(need(j, "format", where), where + ".format");
   if (fmt != kFormat)
@@ -114,6 +115,11 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
     if (v < 0 || v > 1)
       fail(Status::invalid_input, where + ".latency_overlap", "a number in [0, 1]", str(v));
     m.latency_overlap_ = v;
+  }
+  if (j.contains("self_on_ingress")) {
+    if (!j["self_on_ingress"].is_boolean())
+      fail(Status::invalid_input, where + ".self_on_ingress", "true or false", j["self_on_ingress"].dump());
+    m.self_on_ingress_ = j["self_on_ingress"].get<bool>();
   }
   if (j.contains("ranks")) {
     const json& rs = j["ranks"];

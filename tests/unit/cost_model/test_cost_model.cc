@@ -39,6 +39,10 @@ TEST_CASE("prediction is the busiest link plus the latency term", "[cost-model]"
   CHECK(m.predict(self).seconds == Catch::Approx(0.0));
   m.set_self_bw_gbps(8);
   CHECK(m.predict(self).seconds == Catch::Approx(0.5));
+  // Charged to the rank's in-link (sw -> rank0 at 20 GB/s) instead: 4 GB / 20 GB/s.
+  m.set_self_on_ingress(true);
+  CHECK(m.predict(self).seconds == Catch::Approx(0.2));
+  CHECK(CostModel::from_json(m.to_json()).predict(self).seconds == Catch::Approx(0.2));
 }
 
 TEST_CASE("loads add up over shared links", "[cost-model]") {
