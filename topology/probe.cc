@@ -77,47 +77,27 @@ std::vector<std::pair<std::string, std::vector<std::pair<int, int>>>> sample_pai
 }
 
 // Ping-pong between a and b; returns the median one-way time on rank a, 0 elsewhere.
-double ping_pong(MPI_Comm comm, int me, int a, int b, std::vector<char>& buf, int64_t bytes,
-                 int iters) {
+double ping_pong(ProbeTransport& tr, int me, int a, int b, int64_t bytes, int iters) {
   if (me != a && me != b) return 0;
-  const int n = static_cast<int>(bytes);
-  const int peer = me == a ? b : a;
   std::vector<double> t;
   for (int it = -1; it < iters; ++it) {  // one warm-up
-    double t0 = now();
-    if (me == a) {
-      MPI_Send(buf.data(), n, MPI_BYTE, peer, 7, comm);
-      MPI_Recv(buf.data(), n, MPI_BYTE, peer, 7, comm, MPI_STATUS_IGNORE);
-    } else {
-      MPI_Recv(buf.data(), n, MPI_BYTE, peer, 7, comm, MPI_STATUS_IGNORE);
-      MPI_Send(buf.data(), n, MPI_BYTE, peer, 7, comm);
-    }
-    if (it >= 0) t.push_back((now() - t0) / 2);
+    double dt = tr.round_trip(me == a ? b : a, me == a, bytes);
+    if (it >= 0) t.push_back(dt / 2);
   }
   return me == a ? median(t) : 0;
 }
 
-// Every rank exchanges `bytes` each way with each of its `peers` at the same time (nonblocking, all
-// posted at once); returns the slowest rank's median time, or 0 if no rank had a peer.
-double concurrent_exchange(MPI_Comm comm, const std::vector<int>& peers, std::vector<char>& sbuf,
-                           std::vector<char>& rbuf, int64_t bytes, int iters) {
+// Every rank exchanges with all its `peers` at once; the slowest rank's median time, or 0 if no
+// rank had a peer.
+double concurrent(MPI_Comm comm, ProbeTransport& tr, const std::vector<int>& peers, int64_t bytes,
+                  int iters) {
   int any = peers.empty() ? 0 : 1;
   MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, comm);
   if (!any) return 0;
-  const size_t need = static_cast<size_t>(bytes) * std::max<size_t>(1, peers.size());
-  if (sbuf.size() < need) sbuf.resize(need, 1);
-  if (rbuf.size() < need) rbuf.resize(need, 0);
-  std::vector<MPI_Request> req(2 * peers.size());
   std::vector<double> t;
   for (int it = -1; it < iters; ++it) {
     MPI_Barrier(comm);
-    double t0 = now();
-    for (size_t k = 0; k < peers.size(); ++k) {
-      MPI_Irecv(rbuf.data() + k * bytes, static_cast<int>(bytes), MPI_BYTE, peers[k], 9, comm, &req[2 * k]);
-      MPI_Isend(sbuf.data() + k * bytes, static_cast<int>(bytes), MPI_BYTE, peers[k], 9, comm, &req[2 * k + 1]);
-    }
-    MPI_Waitall(static_cast<int>(req.size()), req.data(), MPI_STATUSES_IGNORE);
-    double dt = now() - t0;
+    double dt = peers.empty() ? 0 : tr.exchange(peers, bytes);
     MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, comm);
     if (it >= 0) t.push_back(dt);
   }
@@ -147,7 +127,7 @@ ProbeOptions ProbeOptions::from_params() {
   return o;
 }
 
-ProbeResult run_probe(const Cluster& c, const ProbeOptions& o) {
+ProbeResult run_probe(const Cluster& c, const ProbeOptions& o, ProbeTransport& tr) {
   MPI_Comm comm = c.world();
   const int me = c.rank();
   if (o.iters < 1 || o.min_bytes < 1 || o.max_bytes < o.min_bytes || o.max_bytes > (1LL << 30) ||
@@ -159,7 +139,8 @@ ProbeResult run_probe(const Cluster& c, const ProbeOptions& o) {
   ProbeResult res;
   const double t_start = now();
   const std::vector<int64_t> sizes = sweep_sizes(o);
-  std::vector<char> buf(std::max(o.max_bytes, o.concurrent_bytes), 1), rbuf(buf.size(), 0);
+  res.transport = tr.name();
+  res.receiver_cpu_copies = tr.receiver_cpu_copies();
 
   // 1. Ping-pong sweeps. Rank 0 decides for everyone when the budget (70% of it here) runs out.
   auto classes = sample_pairs(c, o.max_pairs_per_class, o.seed);
@@ -184,7 +165,7 @@ ProbeResult run_probe(const Cluster& c, const ProbeOptions& o) {
       for (size_t s = 0; s < sizes.size(); ++s) {
         int iters = sizes[s] > (256 << 10) ? std::max(3, o.iters / 4) : o.iters;
         times[p * sizes.size() + s] =
-            ping_pong(comm, me, pairs[p].first, pairs[p].second, buf, sizes[s], iters);
+            ping_pong(tr, me, pairs[p].first, pairs[p].second, sizes[s], iters);
       }
       ++measured;
       ++done_pairs;
@@ -210,9 +191,10 @@ ProbeResult run_probe(const Cluster& c, const ProbeOptions& o) {
   // 2. Concurrent probes: every rank at once sends to all ranks of its node (the node fabric
   // under an alltoall's load), then to all ranks of other nodes (the shared uplinks). Size sweeps
   // from 256 KiB up to concurrent_bytes per pair, fitted like the ping-pong ones.
-  const int iters_c = std::max(3, o.iters / 4);
+  const int iters_c = std::max(5, o.iters / 2);
   std::vector<int64_t> csizes;
-  for (int64_t b = std::min<int64_t>(256 << 10, o.concurrent_bytes); b < o.concurrent_bytes; b *= 4) csizes.push_back(b);
+  for (int64_t b = std::min<int64_t>(256 << 10, o.concurrent_bytes); b < o.concurrent_bytes; b *= 4)
+    csizes.push_back(b);
   csizes.push_back(o.concurrent_bytes);
   std::vector<int> node_peers, off_peers;
   for (int r = 0; r < c.size(); ++r) {
@@ -225,7 +207,7 @@ ProbeResult run_probe(const Cluster& c, const ProbeOptions& o) {
     MPI_Allreduce(MPI_IN_PLACE, &npeers, 1, MPI_INT, MPI_MAX, comm);
     std::vector<ProbePoint> pts;
     for (int64_t b : csizes) {
-      double t = concurrent_exchange(comm, peers, buf, rbuf, b, iters_c);
+      double t = concurrent(comm, tr, peers, b, iters_c);
       if (t <= 0) return;
       pts.push_back({b * npeers, t});
     }
@@ -243,17 +225,18 @@ ProbeResult run_probe(const Cluster& c, const ProbeOptions& o) {
     std::vector<double> t;
     for (int it = -1; it < iters_c; ++it) {
       MPI_Barrier(comm);
-      double t0 = now();
-      std::memcpy(rbuf.data(), buf.data(), o.concurrent_bytes);
-      double dt = now() - t0;
+      double dt = tr.copy(o.concurrent_bytes);
       MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, comm);
       if (it >= 0) t.push_back(dt);
     }
     res.copy_concurrent_bw = static_cast<double>(o.concurrent_bytes) / median(t);
   }
   {
-    std::vector<double> D(static_cast<size_t>(c.size()) * c.size(), 8.0);
-    res.small_alltoall_s = measure_alltoallv(comm, D, o.iters);
+    // A uniform alltoall of 8-byte messages: how much of the per-message latency overlaps.
+    std::vector<int> all;
+    for (int r = 0; r < c.size(); ++r)
+      if (r != me) all.push_back(r);
+    res.small_alltoall_s = concurrent(comm, tr, all, 8, o.iters);
   }
   progress(o, me,
            str("concurrent: node ", res.node_concurrent_bw / 1e9, " GB/s, off-node ",
@@ -262,6 +245,12 @@ ProbeResult run_probe(const Cluster& c, const ProbeOptions& o) {
   res.elapsed_s = now() - t_start;
   MPI_Bcast(&res.elapsed_s, 1, MPI_DOUBLE, 0, comm);
   return res;
+}
+
+ProbeResult run_probe(const Cluster& c, const ProbeOptions& o) {
+  auto tr = make_mpi_transport(
+      c.world(), std::max(o.max_bytes, o.concurrent_bytes) * std::max(1, c.size() - 1));
+  return run_probe(c, o, *tr);
 }
 
 double measure_alltoallv(MPI_Comm comm, const std::vector<double>& traffic, int iters) {

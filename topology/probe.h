@@ -11,6 +11,7 @@
 
 #include "topology/cluster.h"
 #include "topology/cost_model.h"
+#include "topology/probe_transport.h"
 
 namespace tamoe::topo {
 
@@ -61,11 +62,15 @@ struct ProbeResult {
   // Time of a uniform alltoall of 8-byte messages, for the latency overlap.
   double small_alltoall_s = 0;
   double elapsed_s = 0;
+  std::string transport;             // "mpi" or "nccl"
+  bool receiver_cpu_copies = false;  // see ProbeTransport
   bool budget_exhausted = false;
   const ProbeClassResult* find(const std::string& name) const;
 };
 
-// Runs every probe. Collective; every rank returns the same result.
+// Runs every probe through `transport`. Collective; every rank returns the same result.
+ProbeResult run_probe(const Cluster& cluster, const ProbeOptions& opts, ProbeTransport& transport);
+// The same through MPI on host memory.
 ProbeResult run_probe(const Cluster& cluster, const ProbeOptions& opts);
 
 // Builds the link graph from the probe: per rank a port into its node's fabric, per node an

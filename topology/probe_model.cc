@@ -63,7 +63,7 @@ CostModel build_cost_model(const std::vector<int>& node_of, const std::vector<in
   const double a_remote = class_alpha_us(probe, "remote", a_host);
 
   CostModel m(P);
-  m.set_source("probe");
+  m.set_source(probe.transport.empty() ? "probe" : "probe:" + probe.transport);
   std::vector<int> fabric(nnodes), host_sw(nhosts);
   for (int h = 0; h < nhosts; ++h) host_sw[h] = m.add_vertex("host" + std::to_string(h), "host");
   int network = nhosts > 1 ? m.add_vertex("network", "switch") : -1;
@@ -83,9 +83,7 @@ CostModel build_cost_model(const std::vector<int>& node_of, const std::vector<in
     m.set_location(r, node_of[r], host_of[r]);
   }
   m.set_self_bw_gbps(probe.copy_concurrent_bw / 1e9);
-  // MPI on host memory: the receiving CPU copies every message (single-copy shared memory or the
-  // TCP stack) and its own local copy too, so self traffic shares the rank's in-link.
-  m.set_self_on_ingress(true);
+  m.set_self_on_ingress(probe.receiver_cpu_copies);
 
   std::vector<ProbeClass> classes;
   for (const auto& c : probe.classes)

@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -44,6 +45,7 @@ struct Args {
   std::string max_bytes;
   std::string check_bytes = "256K";
   int check_iters = 20;
+  std::string transport = "mpi";
   bool print_params = false;
   bool quiet = false;
 };
@@ -106,6 +108,10 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--check-iters", a.check_iters, "repetitions of the prediction check")
       ->capture_default_str();
+  app.add_option("--transport", a.transport,
+                 "probe through mpi (host memory) or nccl (device memory)")
+      ->check(CLI::IsMember({"mpi", "nccl"}))
+      ->capture_default_str();
   app.add_flag("--print-params", a.print_params,
                "print every TAMOE_* parameter with its source and exit");
   app.add_flag("-q,--quiet", a.quiet, "no progress lines");
@@ -165,7 +171,12 @@ int run(int argc, char** argv) {
   } else {
     ProbeOptions opts = ProbeOptions::from_params();
     opts.progress = !a.quiet;
-    probe = run_probe(cluster, opts);
+    int64_t per_peer = std::max(opts.max_bytes, opts.concurrent_bytes);
+    auto transport =
+        a.transport == "nccl"
+            ? make_nccl_transport(cluster, per_peer * std::max(1, cluster.size() - 1))
+            : make_mpi_transport(cluster.world(), per_peer * std::max(1, cluster.size() - 1));
+    probe = run_probe(cluster, opts, *transport);
     model = build_cost_model(cluster, probe);
     if (rank == 0) {
       model.save(a.out);
