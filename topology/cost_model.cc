@@ -52,7 +52,13 @@ int CostModel::add_link(int from, int to, double bw_gbps, double lat_us, const s
     fail(Status::invalid_argument, where + " bw_gbps", "a positive finite bandwidth", str(bw_gbps));
   if (!std::isfinite(lat_us) || lat_us < 0)
     fail(Status::invalid_argument, where + " lat_us", "a non-negative finite latency", str(lat_us));
-  links_.push_back({nm, from, to, bw_gbps, lat_us});
+  Link link;
+  link.name = nm;
+  link.from = from;
+  link.to = to;
+  link.bw_gbps = bw_gbps;
+  link.lat_us = lat_us;
+  links_.push_back(std::move(link));
   out_[from].push_back(nlinks() - 1);
   std::fill(routed_.begin(), routed_.end(), 0);  // the graph changed: BFS routes are stale
   return nlinks() - 1;
@@ -200,13 +206,42 @@ void CostModel::validate(const std::string& where) const {
     }
 }
 
-std::vector<double> CostModel::link_loads(const std::vector<double>& D) const {
+double Link::bw_at(double message_bytes) const {
+  if (bw_curve.empty() || message_bytes <= 0) return bw_gbps;
+  if (message_bytes <= bw_curve.front().first) return bw_curve.front().second;
+  if (message_bytes >= bw_curve.back().first) return bw_curve.back().second;
+  for (size_t k = 1; k < bw_curve.size(); ++k)
+    if (message_bytes <= bw_curve[k].first) {
+      const auto& [x0, y0] = bw_curve[k - 1];
+      const auto& [x1, y1] = bw_curve[k];
+      double f = std::log(message_bytes / x0) / std::log(x1 / x0);
+      return y0 + f * (y1 - y0);
+    }
+  return bw_curve.back().second;
+}
+
+void CostModel::set_bw_curve(int l, std::vector<std::pair<double, double>> curve) {
+  std::string where = str("link '", link(l).name, "' bw_curve");
+  for (size_t k = 0; k < curve.size(); ++k) {
+    if (!positive_finite(curve[k].first) || !positive_finite(curve[k].second))
+      fail(Status::invalid_argument, str(where, "[", k, "]"), "positive finite (bytes, GB/s)",
+           str("(", curve[k].first, ", ", curve[k].second, ")"));
+    if (k > 0 && curve[k].first <= curve[k - 1].first)
+      fail(Status::invalid_argument, str(where, "[", k, "]"), "message sizes in increasing order",
+           str(curve[k].first, " after ", curve[k - 1].first));
+  }
+  links_[l].bw_curve = std::move(curve);
+}
+
+template <typename F>
+void CostModel::for_each_hop(const std::vector<double>& D, F&& f) const {
   const size_t P = static_cast<size_t>(nranks_);
   if (D.size() != P * P)
     fail(Status::invalid_argument, "CostModel::predict",
          str("a ", P, "x", P, " traffic matrix (", P * P, " entries)"), str(D.size(), " entries"));
-  std::vector<double> load(links_.size(), 0.0);
-  for (size_t i = 0; i < P; ++i)
+  for (size_t i = 0; i < P; ++i) {
+    double row = 0;
+    for (size_t j = 0; j < P; ++j) row += D[i * P + j];
     for (size_t j = 0; j < P; ++j) {
       double d = D[i * P + j];
       if (!std::isfinite(d) || d < 0)
@@ -217,24 +252,33 @@ std::vector<double> CostModel::link_loads(const std::vector<double>& D) const {
         if (self_on_ingress_)
           for (int l = 0; l < nlinks(); ++l)
             if (links_[l].to == static_cast<int>(i)) {
-              load[l] += d;
+              f(l, d, row);
               break;
             }
         continue;
       }
-      for (int l : route(static_cast<int>(i), static_cast<int>(j))) load[l] += d;
+      for (int l : route(static_cast<int>(i), static_cast<int>(j))) f(l, d, row);
     }
+  }
+}
+
+std::vector<double> CostModel::link_loads(const std::vector<double>& D) const {
+  std::vector<double> load(links_.size(), 0.0);
+  for_each_hop(D, [&](int l, double d, double) { load[l] += d; });
   return load;
 }
 
 Prediction CostModel::predict(const std::vector<double>& D) const {
   Prediction p;
-  std::vector<double> load = link_loads(D);
+  // Per link: the sum over the messages crossing it of bytes / bandwidth at that message size.
+  std::vector<double> busy(links_.size(), 0.0);
+  for_each_hop(D, [&](int l, double d, double row) {
+    busy[l] += d / (links_[l].bw_at(curve_key_ == CurveKey::rank_volume ? row : d) * 1e9);
+  });
   const size_t P = static_cast<size_t>(nranks_);
-  for (size_t l = 0; l < load.size(); ++l) {
-    double t = load[l] / (links_[l].bw_gbps * 1e9);
-    if (t > p.bandwidth_seconds) {
-      p.bandwidth_seconds = t;
+  for (size_t l = 0; l < busy.size(); ++l) {
+    if (busy[l] > p.bandwidth_seconds) {
+      p.bandwidth_seconds = busy[l];
       p.bottleneck_link = static_cast<int>(l);
     }
   }

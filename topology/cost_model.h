@@ -8,8 +8,10 @@
 // and cached per source; a description can also set any pair's route explicitly.
 //
 // For a traffic matrix D (bytes, D[i*P+j] from rank i to rank j) the modeled time is
-//   T(D) = max_l load_l / B_l  +  latency_overlap * max_i sum_{j != i, D_ij > 0} lat(route_ij)
-// where load_l sums D over the pairs routed through l, B_l is the link bandwidth and lat(route)
+//   T(D) = max_l sum_{(i,j) routed through l} D_ij / B_l(D_ij)
+//          + latency_overlap * max_i sum_{j != i, D_ij > 0} lat(route_ij)
+// where B_l(m) is the link bandwidth for messages of m bytes (a constant unless the link carries a
+// measured curve, see Link::bw_curve) and lat(route)
 // sums the latencies along the route. Traffic from a rank to itself uses the rank's memory copy
 // bandwidth when one is set (self_bw_gbps > 0) and is free otherwise; with self_on_ingress it is
 // instead charged to the rank's first in-link, as on a host where the receiving CPU does every
@@ -21,6 +23,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tamoe::topo {
@@ -31,6 +34,12 @@ struct Link {
   int to = -1;
   double bw_gbps = 0;  // GB/s, 1e9 bytes per second
   double lat_us = 0;   // microseconds added to a message that crosses this link
+  // Optional measured bandwidth by size, (bytes, GB/s) with increasing bytes (the size is the
+  // message or the sender's volume, see CostModel::CurveKey); between
+  // points the bandwidth is interpolated in log(bytes), outside them clamped. Empty: bw_gbps.
+  // Captures protocol switches and cache effects that one alpha-beta line cannot.
+  std::vector<std::pair<double, double>> bw_curve;
+  double bw_at(double message_bytes) const;  // GB/s
 };
 
 struct Vertex {
@@ -67,6 +76,12 @@ class CostModel {
   int connect(int a, int b, double bw_ab_gbps, double bw_ba_gbps, double lat_us);
   void set_location(int rank, int node, int leaf = 0);
   void set_self_bw_gbps(double bw);
+  void set_bw_curve(int link, std::vector<std::pair<double, double>> curve);
+  // What a link's bw_curve is indexed by: the message size (protocol switches) or the bytes the
+  // sending rank moves in the whole exchange (working-set effects of copies through CPU caches).
+  enum class CurveKey { message, rank_volume };
+  void set_curve_key(CurveKey k) { curve_key_ = k; }
+  CurveKey curve_key() const { return curve_key_; }
   void set_self_on_ingress(bool on) { self_on_ingress_ = on; }
   bool self_on_ingress() const { return self_on_ingress_; }
   void set_latency_overlap(double f);
@@ -114,6 +129,10 @@ class CostModel {
 
  private:
   void compute_routes_from(int src) const;
+  // Calls f(link, bytes, sender's row total) for every link every message of D crosses (self
+  // copies included when self_on_ingress); validates D.
+  template <typename F>
+  void for_each_hop(const std::vector<double>& D, F&& f) const;
   int nranks_ = 0;
   std::vector<Vertex> vertices_;
   std::vector<Link> links_;
@@ -122,6 +141,7 @@ class CostModel {
   double self_bw_gbps_ = 0;
   double latency_overlap_ = 1.0;
   bool self_on_ingress_ = false;
+  CurveKey curve_key_ = CurveKey::message;
   std::string source_ = "unknown";
   std::vector<ProbeClass> probe_classes_;
   // routes_[i*P + j]; filled per source on first use (explicit routes are stored at once).

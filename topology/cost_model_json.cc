@@ -55,6 +55,7 @@ json CostModel::to_json() const {
   j["self_bw_gbps"] = self_bw_gbps_;
   j["latency_overlap"] = latency_overlap_;
   j["self_on_ingress"] = self_on_ingress_;
+  j["curve_key"] = curve_key_ == CurveKey::message ? "message" : "rank_volume";
   json ranks = json::array();
   for (int r = 0; r < nranks_; ++r) ranks.push_back({{"node", node_[r]}, {"leaf", leaf_[r]}});
   j["ranks"] = ranks;
@@ -63,12 +64,15 @@ json CostModel::to_json() const {
     verts.push_back({{"name", vertices_[v].name}, {"kind", vertices_[v].kind}});
   j["elements"] = verts;
   json ls = json::array();
-  for (const Link& l : links_)
-    ls.push_back({{"name", l.name},
-                  {"from", vertices_[l.from].name},
-                  {"to", vertices_[l.to].name},
-                  {"bw_gbps", l.bw_gbps},
-                  {"lat_us", l.lat_us}});
+  for (const Link& l : links_) {
+    json o = {{"name", l.name},
+              {"from", vertices_[l.from].name},
+              {"to", vertices_[l.to].name},
+              {"bw_gbps", l.bw_gbps},
+              {"lat_us", l.lat_us}};
+    if (!l.bw_curve.empty()) o["bw_curve"] = l.bw_curve;
+    ls.push_back(o);
+  }
   j["links"] = ls;
   json routes = json::array();
   for (int i = 0; i < nranks_; ++i)
@@ -90,8 +94,8 @@ json CostModel::to_json() const {
 
 CostModel CostModel::from_json(const json& j, const std::string& where) {
   check_fields(j, where,
-               {"format", "version", "source", "nranks", "self_bw_gbps", "latency_overlap", "self_on_ingress", "ranks",
-                "elements", "links", "routes", "probe_classes"});
+               {"format", "version", "source", "nranks", "self_bw_gbps", "latency_overlap",
+                "self_on_ingress", "ranks", "elements", "links", "routes", "probe_classes"});
   std::string fmt = text(need(j, "format", where), where + ".format");
   if (fmt != kFormat)
     fail(Status::invalid_input, where + ".format", std::string("\"") + kFormat + "\"",
@@ -118,8 +122,16 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
   }
   if (j.contains("self_on_ingress")) {
     if (!j["self_on_ingress"].is_boolean())
-      fail(Status::invalid_input, where + ".self_on_ingress", "true or false", j["self_on_ingress"].dump());
+      fail(Status::invalid_input, where + ".self_on_ingress", "true or false",
+           j["self_on_ingress"].dump());
     m.self_on_ingress_ = j["self_on_ingress"].get<bool>();
+  }
+  if (j.contains("curve_key")) {
+    std::string k = text(j["curve_key"], where + ".curve_key");
+    if (k != "message" && k != "rank_volume")
+      fail(Status::invalid_input, where + ".curve_key", "\"message\" or \"rank_volume\"",
+           "\"" + k + "\"");
+    m.curve_key_ = k == "message" ? CurveKey::message : CurveKey::rank_volume;
   }
   if (j.contains("ranks")) {
     const json& rs = j["ranks"];
@@ -154,7 +166,7 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
   if (!ls.is_array()) fail(Status::invalid_input, where + ".links", "an array", ls.type_name());
   for (size_t k = 0; k < ls.size(); ++k) {
     std::string w = str(where, ".links[", k, "]");
-    check_fields(ls[k], w, {"name", "from", "to", "bw_gbps", "lat_us"});
+    check_fields(ls[k], w, {"name", "from", "to", "bw_gbps", "lat_us", "bw_curve"});
     auto vertex = [&](const char* key) {
       std::string n = text(need(ls[k], key, w), w + "." + key);
       int v = m.find_vertex(n);
@@ -169,7 +181,26 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
     if (lat < 0) fail(Status::invalid_input, w + ".lat_us", "a non-negative latency", str(lat));
     if (from == to)
       fail(Status::invalid_input, w, "a link between two different vertices", "a self loop");
-    m.add_link(from, to, bw, lat, ls[k].contains("name") ? text(ls[k]["name"], w + ".name") : "");
+    int id = m.add_link(from, to, bw, lat,
+                        ls[k].contains("name") ? text(ls[k]["name"], w + ".name") : "");
+    if (ls[k].contains("bw_curve")) {
+      const json& cv = ls[k]["bw_curve"];
+      if (!cv.is_array())
+        fail(Status::invalid_input, w + ".bw_curve", "an array of [bytes, GB/s] pairs",
+             cv.type_name());
+      std::vector<std::pair<double, double>> curve;
+      for (size_t q = 0; q < cv.size(); ++q) {
+        std::string wq = str(w, ".bw_curve[", q, "]");
+        if (!cv[q].is_array() || cv[q].size() != 2)
+          fail(Status::invalid_input, wq, "a [bytes, GB/s] pair", cv[q].dump());
+        curve.push_back({number(cv[q][0], wq), number(cv[q][1], wq)});
+      }
+      try {
+        m.set_bw_curve(id, curve);
+      } catch (const Error& e) {
+        fail(Status::invalid_input, w + ".bw_curve", e.what());
+      }
+    }
   }
   if (j.contains("routes")) {
     const json& rs = j["routes"];

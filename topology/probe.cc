@@ -190,10 +190,11 @@ ProbeResult run_probe(const Cluster& c, const ProbeOptions& o, ProbeTransport& t
 
   // 2. Concurrent probes: every rank at once sends to all ranks of its node (the node fabric
   // under an alltoall's load), then to all ranks of other nodes (the shared uplinks). Size sweeps
-  // from 256 KiB up to concurrent_bytes per pair, fitted like the ping-pong ones.
+  // from 4 KiB up to concurrent_bytes per pair: fitted like the ping-pong ones, and kept point by
+  // point as bandwidth-by-size curves.
   const int iters_c = std::max(5, o.iters / 2);
   std::vector<int64_t> csizes;
-  for (int64_t b = std::min<int64_t>(256 << 10, o.concurrent_bytes); b < o.concurrent_bytes; b *= 4)
+  for (int64_t b = std::min<int64_t>(4 << 10, o.concurrent_bytes); b < o.concurrent_bytes; b *= 4)
     csizes.push_back(b);
   csizes.push_back(o.concurrent_bytes);
   std::vector<int> node_peers, off_peers;
@@ -202,7 +203,8 @@ ProbeResult run_probe(const Cluster& c, const ProbeOptions& o, ProbeTransport& t
     (c.node_of(r) == c.node() ? node_peers : off_peers).push_back(r);
   }
   // Per-rank bandwidth each way = bytes * peers / time, fitted over the sweep.
-  auto sweep = [&](const std::vector<int>& peers, double* bw, double* alpha) {
+  auto sweep = [&](const std::vector<int>& peers, double* bw, double* alpha,
+                   std::vector<std::pair<double, double>>* curve) {
     int npeers = static_cast<int>(peers.size());
     MPI_Allreduce(MPI_IN_PLACE, &npeers, 1, MPI_INT, MPI_MAX, comm);
     std::vector<ProbePoint> pts;
@@ -215,12 +217,21 @@ ProbeResult run_probe(const Cluster& c, const ProbeOptions& o, ProbeTransport& t
       AlphaBetaFit f = fit_alpha_beta(pts);
       *bw = f.bw_bytes_per_s;
       *alpha = f.alpha_s;
+      // The curve is indexed by the bytes a rank moves in the exchange (working set) and is net
+      // of the fitted per-exchange latency, which the model's latency term
+      // already counts; at least a quarter of each time is kept as transfer time.
+      for (const auto& pt : pts)
+        curve->push_back(
+            {static_cast<double>(pt.bytes),
+             static_cast<double>(pt.bytes) / std::max(pt.seconds - f.alpha_s, 0.25 * pt.seconds)});
     } else {
       *bw = static_cast<double>(pts[0].bytes) / pts[0].seconds;
     }
   };
-  sweep(node_peers, &res.node_concurrent_bw, &res.node_concurrent_alpha_s);
-  sweep(off_peers, &res.offnode_concurrent_bw, &res.offnode_concurrent_alpha_s);
+  sweep(node_peers, &res.node_concurrent_bw, &res.node_concurrent_alpha_s,
+        &res.node_concurrent_curve);
+  sweep(off_peers, &res.offnode_concurrent_bw, &res.offnode_concurrent_alpha_s,
+        &res.offnode_concurrent_curve);
   {
     std::vector<double> t;
     for (int it = -1; it < iters_c; ++it) {

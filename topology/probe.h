@@ -57,6 +57,8 @@ struct ProbeResult {
   double node_concurrent_bw = 0;
   double offnode_concurrent_bw = 0;
   double copy_concurrent_bw = 0;
+  // The same per message size: (message bytes, per-rank bytes/s), increasing sizes.
+  std::vector<std::pair<double, double>> node_concurrent_curve, offnode_concurrent_curve;
   double node_concurrent_alpha_s = 0;  // fitted per-message time under concurrency
   double offnode_concurrent_alpha_s = 0;
   // Time of a uniform alltoall of 8-byte messages, for the latency overlap.
@@ -75,7 +77,8 @@ ProbeResult run_probe(const Cluster& cluster, const ProbeOptions& opts);
 
 // Builds the link graph from the probe: per rank a port into its node's fabric, per node an
 // uplink ("nic") to its host's switch, per host an uplink to the network when there are several
-// hosts. Collective-free: uses only the cluster's layout and the (identical) probe result.
+// hosts. Ports and uplinks carry the concurrent probes' bandwidth-by-size curves. Collective-free:
+// uses only the cluster's layout and the (identical) probe result.
 CostModel build_cost_model(const Cluster& cluster, const ProbeResult& probe);
 
 // Layout-only variant for tests and replay: node_of[r], host_of[r] for each rank.

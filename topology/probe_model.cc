@@ -12,6 +12,13 @@ double class_alpha_us(const ProbeResult& p, const std::string& name, double fall
   const ProbeClassResult* c = p.find(name);
   return c ? c->fit.alpha_s * 1e6 : fallback_us;
 }
+// A per-rank bytes/s curve as GB/s for a link shared by `ranks` ranks.
+std::vector<std::pair<double, double>> scaled(const std::vector<std::pair<double, double>>& c,
+                                              int ranks) {
+  std::vector<std::pair<double, double>> out;
+  for (const auto& [bytes, bw] : c) out.push_back({bytes, bw * ranks / 1e9});
+  return out;
+}
 double class_bw(const ProbeResult& p, const std::string& name) {
   const ProbeClassResult* c = p.find(name);
   return c ? c->fit.bw_bytes_per_s : 0.0;
@@ -70,7 +77,12 @@ CostModel build_cost_model(const std::vector<int>& node_of, const std::vector<in
   for (int n = 0; n < nnodes; ++n) {
     fabric[n] = m.add_vertex("node" + std::to_string(n), "fabric");
     double up = off_bw * std::max(1, node_size[n]) / 1e9;
-    m.connect(fabric[n], host_sw[node_host[n]], up, up, std::max(0.0, a_host - a_node) / 2);
+    int l = m.connect(fabric[n], host_sw[node_host[n]], up, up, std::max(0.0, a_host - a_node) / 2);
+    if (!probe.offnode_concurrent_curve.empty()) {
+      auto c = scaled(probe.offnode_concurrent_curve, std::max(1, node_size[n]));
+      m.set_bw_curve(l, c);
+      m.set_bw_curve(l + 1, c);
+    }
   }
   if (network >= 0) {
     std::vector<double> host_up(nhosts, 0);
@@ -79,11 +91,19 @@ CostModel build_cost_model(const std::vector<int>& node_of, const std::vector<in
       m.connect(host_sw[h], network, host_up[h], host_up[h], std::max(0.0, a_remote - a_host) / 2);
   }
   for (int r = 0; r < P; ++r) {
-    m.connect(r, fabric[node_of[r]], port_bw / 1e9, port_bw / 1e9, a_node / 2);
+    int l = m.connect(r, fabric[node_of[r]], port_bw / 1e9, port_bw / 1e9, a_node / 2);
+    const auto& pc = !probe.node_concurrent_curve.empty() ? probe.node_concurrent_curve
+                                                          : probe.offnode_concurrent_curve;
+    if (!pc.empty()) {
+      auto c = scaled(pc, 1);
+      m.set_bw_curve(l, c);
+      m.set_bw_curve(l + 1, c);
+    }
     m.set_location(r, node_of[r], host_of[r]);
   }
   m.set_self_bw_gbps(probe.copy_concurrent_bw / 1e9);
   m.set_self_on_ingress(probe.receiver_cpu_copies);
+  m.set_curve_key(CostModel::CurveKey::rank_volume);
 
   std::vector<ProbeClass> classes;
   for (const auto& c : probe.classes)
