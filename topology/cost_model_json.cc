@@ -93,9 +93,10 @@ json CostModel::to_json() const {
 }
 
 CostModel CostModel::from_json(const json& j, const std::string& where) {
-  check_fields(j, where,
-               {"format", "version", "source", "nranks", "self_bw_gbps", "latency_overlap",
-                "self_on_ingress", "ranks", "elements", "links", "routes", "probe_classes"});
+  check_fields(
+      j, where,
+      {"format", "version", "source", "nranks", "self_bw_gbps", "latency_overlap",
+       "self_on_ingress", "curve_key", "ranks", "elements", "links", "routes", "probe_classes"});
   std::string fmt = text(need(j, "format", where), where + ".format");
   if (fmt != kFormat)
     fail(Status::invalid_input, where + ".format", std::string("\"") + kFormat + "\"",

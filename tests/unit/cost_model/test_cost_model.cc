@@ -131,3 +131,30 @@ TEST_CASE("bad traffic matrices are rejected", "[cost-model][bad-input]") {
   CHECK_THROWS_AS(m.add_link(0, 1, 0.0, 0), Error);
   CHECK_THROWS_AS(CostModel(0), Error);
 }
+
+TEST_CASE("bandwidth curves interpolate by size and survive JSON", "[cost-model][curve]") {
+  CostModel m(2);
+  int sw = m.add_vertex("sw", "switch");
+  int l = m.connect(0, sw, 10, 10, 0);
+  m.connect(1, sw, 10, 10, 0);
+  m.set_bw_curve(l, {{1e3, 1.0}, {1e5, 3.0}});
+  CHECK(m.link(l).bw_at(10) == Catch::Approx(1.0));      // clamped below
+  CHECK(m.link(l).bw_at(1e4) == Catch::Approx(2.0));     // halfway in log(bytes)
+  CHECK(m.link(l).bw_at(1e9) == Catch::Approx(3.0));     // clamped above
+  CHECK(m.link(l + 2).bw_at(1e4) == Catch::Approx(10));  // no curve: nominal
+  // 1e4 bytes from 0 to 1 at 2 GB/s on the first hop: 5 us.
+  std::vector<double> D = {0, 1e4, 0, 0};
+  CHECK(m.predict(D).bandwidth_seconds == Catch::Approx(5e-6));
+  // Keyed by the sender's volume: 1e4 + 9e4 self bytes = 1e5 -> 3 GB/s.
+  m.set_curve_key(CostModel::CurveKey::rank_volume);
+  std::vector<double> E = {9e4, 1e4, 0, 0};
+  CHECK(m.predict(E).bandwidth_seconds == Catch::Approx(1e4 / 3e9));
+  CostModel back = CostModel::from_json(m.to_json());
+  CHECK(back.curve_key() == CostModel::CurveKey::rank_volume);
+  CHECK(back.predict(E).bandwidth_seconds == Catch::Approx(1e4 / 3e9));
+  CHECK_THROWS_AS(m.set_bw_curve(l, {{1e5, 1.0}, {1e3, 3.0}}), Error);  // not increasing
+  CHECK_THROWS_AS(m.set_bw_curve(l, {{1e3, -1.0}}), Error);
+  auto j = m.to_json();
+  j["links"][0]["bw_curve"][0][1] = 0;
+  CHECK_THROWS_AS(CostModel::from_json(j), Error);
+}
