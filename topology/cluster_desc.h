@@ -23,8 +23,8 @@ inline constexpr int kClusterVersion = 1;
 // Builds the cost model a description describes. `where` names the source in errors (a path).
 // expected_nranks >= 0 also checks the total rank count against the job's.
 CostModel cluster_description_from_json(const nlohmann::json& j,
-                                         const std::string& where = "cluster description",
-                                         int expected_nranks = -1);
+                                        const std::string& where = "cluster description",
+                                        int expected_nranks = -1);
 
 // Reads and builds path. A JSON syntax error or a number JSON cannot hold (1e999) is reported
 // with the path of the field being read when it happened.
