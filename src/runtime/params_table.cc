@@ -49,6 +49,10 @@ void define_builtin_params(Params& p) {
                 "timed repetitions per probe point (median kept)", {}, 1, 1000000));
   p.define(spec("TAMOE_PROBE_MAX_BYTES", T::integer, "4194304",
                 "largest message of the probe sweeps in bytes", {}, 1, 1LL << 34));
+  p.define(spec("TAMOE_A2A_ALGO", T::string, "auto",
+                "all-to-all algorithm: auto (cost model), mpi, pairwise, hier, hier_inter_first, "
+                "or rules ALGO@LO-HI by mean bytes per pair, e.g. hier@0-4K,mpi@4K- "
+                "(docs/collectives.md)"));
   p.define(spec("TAMOE_SEED", T::integer, "12345", "seed for sampling and synthetic data", {}, 0,
                 9.2e18));
 }
