@@ -15,17 +15,18 @@
 #       then re-shapes it); otherwise, or with --private, makes a private one named
 #       PREFIX-<pid>-n*, removed on exit even when the job fails.
 #
-# Environment: TAMOE_EMU_PREFIX (default "tamoe"), TAMOE_EMU_SLOTS (ranks per node, default 2),
-# TAMOE_EMU_SUBNET (default 10.199.0 -> 10.199.0.0/24, exists only inside the namespaces),
-# TAMOE_EMU_VERBOSE=1 prints the commands. Exit code 77 means "cannot run here" (ctest skip).
+# Environment: EMU_PREFIX (default "tamoe"), EMU_SLOTS (ranks per node, default 2),
+# EMU_SUBNET (default 10.199.0 -> 10.199.0.0/24, exists only inside the namespaces),
+# EMU_VERBOSE=1 prints the commands. (Not TAMOE_*: tamoe rejects unknown TAMOE_* variables, and
+# these reach the ranks.) Exit code 77 means "cannot run here" (ctest skip).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 agent="$here/rsh_agent.sh"
-prefix=${TAMOE_EMU_PREFIX:-tamoe}
-subnet=${TAMOE_EMU_SUBNET:-10.199.0}
+prefix=${EMU_PREFIX:-tamoe}
+subnet=${EMU_SUBNET:-10.199.0}
 cidr="$subnet.0/24"
-slots=${TAMOE_EMU_SLOTS:-2}
+slots=${EMU_SLOTS:-2}
 # tbf: a 256 KiB bucket absorbs TSO bursts; 20 ms of queue keeps TCP from seeing tail drops
 # at every window (this kernel has no netem, so there is no latency knob: rate only).
 tbf_burst=256kb
@@ -40,7 +41,7 @@ skip() {
   echo "cluster.sh: SKIP: $*" >&2
   exit $SKIP
 }
-say() { if [ "${TAMOE_EMU_VERBOSE:-0}" = 1 ]; then echo "+ $*" >&2; fi; }
+say() { if [ "${EMU_VERBOSE:-0}" = 1 ]; then echo "+ $*" >&2; fi; }
 x() {
   say "$@"
   "$@"
@@ -215,7 +216,7 @@ mpirun_in() {
   say "mpirun (in $ns0) --hostfile $dir/hostfile ... $*"
   env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
     OMPI_MCA_btl_vader_single_copy_mechanism="${OMPI_MCA_btl_vader_single_copy_mechanism:-none}" \
-    OMPI_MCA_btl_base_warn_component_unused=0 TAMOE_EMU_CLUSTER="$p" \
+    OMPI_MCA_btl_base_warn_component_unused=0 EMU_CLUSTER="$p" \
     ip netns exec "$ns0" unshare --uts -- sh -c 'hostname "$1" && shift && exec "$@"' \
     cluster "$ns0" mpirun --hostfile "$dir/hostfile" \
     --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1 \
@@ -265,7 +266,7 @@ run_cmd() {
     trap "teardown '$p'" EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
-    create "$p" "$n" "${rate:-${TAMOE_EMU_RATE:-1gbit}}"
+    create "$p" "$n" "${rate:-${EMU_RATE:-1gbit}}"
     wait_reachable "$p" "$n"
   elif [ -n "$rate" ]; then
     shape "$p" "$n" "$rate"
@@ -288,7 +289,7 @@ up)
   [ $# -ge 1 ] && [ $# -le 2 ] || die "up: expected N [RATE], found $# argument(s)"
   check_prereqs
   remove_stale
-  create "$prefix" "$1" "${2:-${TAMOE_EMU_RATE:-1gbit}}"
+  create "$prefix" "$1" "${2:-${EMU_RATE:-1gbit}}"
   wait_reachable "$prefix" "$1"
   status "$prefix"
   ;;
