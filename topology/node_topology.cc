@@ -99,8 +99,11 @@ PciDevice read_pci_device(hwloc_topology_t topo, hwloc_obj_t obj) {
     }
   }
   hwloc_obj_t anc = hwloc_get_non_io_ancestor_obj(topo, obj);
-  for (hwloc_obj_t p = anc; p; p = p->parent)
-    if (p->type == HWLOC_OBJ_PACKAGE) {
+  // hwloc may hang a device above the package when its locality is the whole machine (VMs,
+  // single-socket hosts): it is still local to the one package whose CPUs cover it.
+  for (hwloc_obj_t p = nullptr;
+       anc && (p = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_PACKAGE, p));)
+    if (anc->cpuset && p->cpuset && hwloc_bitmap_isincluded(anc->cpuset, p->cpuset)) {
       d.package = static_cast<int>(p->logical_index);
       break;
     }
@@ -378,13 +381,15 @@ std::string text(const json& j, const std::string& where) {
   if (!j.is_string()) fail(Status::invalid_input, where, "a string", j.dump());
   return j.get<std::string>();
 }
-const json& array(const json& j, const std::string& where) {
+// Returns the array itself; a pointer, because g++ 13 flags references returned through a
+// function taking temporaries (-Wdangling-reference) even when they alias an argument.
+const json* array(const json& j, const std::string& where) {
   if (!j.is_array()) fail(Status::invalid_input, where, "an array", j.type_name());
-  return j;
+  return &j;
 }
 std::vector<std::string> strings(const json& j, const std::string& where) {
   std::vector<std::string> out;
-  for (size_t i = 0; i < array(j, where).size(); ++i)
+  for (size_t i = 0; i < array(j, where)->size(); ++i)
     out.push_back(text(j[i], str(where, "[", i, "]")));
   return out;
 }
@@ -490,26 +495,26 @@ NodeTopology NodeTopology::from_json(const json& j, const std::string& where) {
   if (j.contains("source")) n.source = text(j["source"], where + ".source");
   n.cores = static_cast<int>(integer(need(j, "cores", where), where + ".cores", 0, 1 << 30));
   n.pus = static_cast<int>(integer(need(j, "pus", where), where + ".pus", 0, 1 << 30));
-  const json& pk = array(need(j, "packages", where), where + ".packages");
+  const json& pk = *array(need(j, "packages", where), where + ".packages");
   for (size_t i = 0; i < pk.size(); ++i)
     n.packages.push_back(domain_from(pk[i], str(where, ".packages[", i, "]"), false));
-  const json& nu = array(need(j, "numa_nodes", where), where + ".numa_nodes");
+  const json& nu = *array(need(j, "numa_nodes", where), where + ".numa_nodes");
   for (size_t i = 0; i < nu.size(); ++i)
     n.numa_nodes.push_back(domain_from(nu[i], str(where, ".numa_nodes[", i, "]"), true));
   for (const char* key : {"gpus", "nics"}) {
-    const json& a = array(need(j, key, where), where + "." + key);
+    const json& a = *array(need(j, key, where), where + "." + key);
     auto& out = std::string(key) == "gpus" ? n.gpus : n.nics;
     for (size_t i = 0; i < a.size(); ++i)
       out.push_back(device_from(a[i], str(where, ".", key, "[", i, "]"), n.npackages(), n.nnuma()));
   }
   if (j.contains("gpu_links")) {
     const std::string w = where + ".gpu_links";
-    const json& rows = array(j["gpu_links"], w);
+    const json& rows = *array(j["gpu_links"], w);
     if (!rows.empty() && rows.size() != n.gpus.size())
       fail(Status::invalid_input, w, str(n.gpus.size(), " rows (one per GPU) or none"),
            str(rows.size(), " rows"));
     for (size_t a = 0; a < rows.size(); ++a) {
-      const json& row = array(rows[a], str(w, "[", a, "]"));
+      const json& row = *array(rows[a], str(w, "[", a, "]"));
       if (row.size() != n.gpus.size())
         fail(Status::invalid_input, str(w, "[", a, "]"), str(n.gpus.size(), " entries"),
              str(row.size(), " entries"));
