@@ -1,10 +1,12 @@
 // Cluster description files (format "tamoe.cluster" v1): valid fixtures build the expected cost
 // model; every bad fixture gives an error naming the file, the field and the expected/found values.
 #include <cmath>
+#include <fstream>
 #include <initializer_list>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 #include <string>
 
 #include "catch_compat.h"
@@ -348,4 +350,39 @@ TEST_CASE("contradictory or incomplete entries", "[cluster-desc][bad-input]") {
   msg = error_of(d);
   CHECK(msg.find("switches[1]") != std::string::npos);
   CHECK(msg.find("nothing attached to 'idle'") != std::string::npos);
+}
+
+TEST_CASE("the documented example is the fixture and loads as described", "[cluster-desc]") {
+  // docs/cluster_description.md embeds tests/data/cluster_example.json in its first json block.
+  std::ifstream doc(data_path("../../docs/cluster_description.md"));
+  REQUIRE(doc);
+  std::stringstream text;
+  text << doc.rdbuf();
+  const std::string md = text.str();
+  const std::string open = "```json\n";
+  size_t begin = md.find(open);
+  REQUIRE(begin != std::string::npos);
+  begin += open.size();
+  size_t end = md.find("```", begin);
+  REQUIRE(end != std::string::npos);
+  std::ifstream fixture(data_path("cluster_example.json"));
+  REQUIRE(fixture);
+  json from_doc = json::parse(md.substr(begin, end - begin));
+  json from_file = json::parse(fixture);
+  CHECK(from_doc == from_file);
+
+  CostModel m = load_cluster_description(data_path("cluster_example.json"), 34);
+  CHECK(m.nnodes() == 5);
+  CHECK(m.node_of(7) == 0);
+  CHECK(m.node_of(8) == 1);
+  CHECK(m.node_of(31) == 3);
+  CHECK(m.node_of(33) == 4);
+  CHECK(m.find_vertex("gpu3") >= 0);
+  CHECK(m.find_vertex("cpu0/nic") >= 0);
+  CHECK(m.leaf_of(15) == 0);
+  CHECK(m.leaf_of(16) == 1);
+  CHECK(m.leaf_of(32) == 1);
+  CHECK(m.link(link_id(m, "leaf0->spine0")).bw_gbps == Catch::Approx(400));
+  CHECK(m.link(link_id(m, "leaf1->spine0")).bw_gbps == Catch::Approx(412.5));
+  CHECK(m.self_bw_gbps() == Catch::Approx(900));
 }
