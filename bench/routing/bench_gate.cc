@@ -1,0 +1,160 @@
+// tamoe-bench-gate: time the CUDA gate (scoring + top-k + bias + per-expert counting) for S tokens
+// over N experts and k, and compare the bytes it must move (logits in; ids, scores, lse out) with
+// the device-to-device copy bandwidth measured on the same GPU. Buffers rotate over more than the
+// L2 cache so every iteration reads from HBM. Exits with status 77 (skipped) without a GPU.
+//
+//   tamoe-bench-gate [--tokens 65536] [--experts 64,128,256] [--k 2,4,8] [--iters 50]
+#include <cuda_runtime_api.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/gate_kernels.h"
+
+namespace K = tamoe::kernels;
+
+namespace {
+
+constexpr size_t kRotateBytes = size_t(512) << 20;  // well past a 50-60 MB L2
+
+void check(cudaError_t rc, const char* what) {
+  if (rc != cudaSuccess) {
+    std::fprintf(stderr, "tamoe-bench-gate: %s failed: %s\n", what, cudaGetErrorString(rc));
+    std::exit(1);
+  }
+}
+
+float time_ms(cudaEvent_t a, cudaEvent_t b) {
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
+  return ms;
+}
+
+// Device-to-device copy bandwidth in GB/s, counting read + write bytes.
+double copy_bw_gbps(int iters) {
+  const size_t bytes = kRotateBytes / 2;
+  void *src = nullptr, *dst = nullptr;
+  check(cudaMalloc(&src, bytes), "cudaMalloc");
+  check(cudaMalloc(&dst, bytes), "cudaMalloc");
+  check(cudaMemset(src, 1, bytes), "cudaMemset");
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "warm-up copy");
+  cudaEventRecord(a);
+  for (int i = 0; i < iters; ++i) cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice);
+  cudaEventRecord(b);
+  check(cudaEventSynchronize(b), "copy");
+  const double s = time_ms(a, b) / 1e3 / iters;
+  cudaFree(src);
+  cudaFree(dst);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return 2.0 * bytes / s / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tamoe-bench-gate: CUDA gate scoring + top-k + counting vs copy bandwidth"};
+  int64_t tokens = 65536;
+  std::vector<int> experts{64, 128, 256};
+  std::vector<int> ks{2, 4, 8};
+  int iters = 50;
+  int experts_per_rank = 8;
+  app.add_option("--tokens", tokens, "tokens per step (S)")->check(CLI::PositiveNumber);
+  app.add_option("--experts", experts, "expert counts (N), at most 1024")->delimiter(',');
+  app.add_option("--k", ks, "top-k values")->delimiter(',');
+  app.add_option("--iters", iters, "timed iterations per point")->check(CLI::PositiveNumber);
+  app.add_option("--experts-per-rank", experts_per_rank, "E (only changes rank ids)")
+      ->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  int devices = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&devices);
+  if (rc != cudaSuccess || devices == 0) {
+    std::fprintf(stderr, "tamoe-bench-gate: no CUDA device (%s); nothing was measured\n",
+                 rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices");
+    return 77;
+  }
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  const double copy_gbps = copy_bw_gbps(20);
+  std::printf("# device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20);
+  std::printf("# device copy bandwidth (read+write): %.1f GB/s\n", copy_gbps);
+  std::printf("# bytes = logits S*N*4 + bias N*4 + ids/scores S*k*8 + lse S*4\n");
+  std::printf("%8s %6s %3s %10s %10s %8s\n", "tokens", "N", "k", "time_us", "GB/s", "%copy");
+
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (int n : experts) {
+    if (n < 1 || n > K::kGateMaxExperts || n % experts_per_rank != 0) {
+      std::fprintf(stderr, "tamoe-bench-gate: --experts %d: expected 1..%d and a multiple of %d\n",
+                   n, K::kGateMaxExperts, experts_per_rank);
+      return 2;
+    }
+    const size_t logit_bytes = size_t(tokens) * n * sizeof(float);
+    const int copies = static_cast<int>(std::max<size_t>(2, kRotateBytes / logit_bytes));
+    std::vector<float> host(size_t(tokens) * n);
+    for (auto& v : host) v = d(rng);
+    std::vector<float*> logits(copies);
+    for (auto& p : logits) {
+      check(cudaMalloc(reinterpret_cast<void**>(&p), logit_bytes), "cudaMalloc logits");
+      check(cudaMemcpy(p, host.data(), logit_bytes, cudaMemcpyHostToDevice), "upload");
+    }
+    std::vector<float> hbias(n);
+    for (auto& v : hbias) v = 0.1f * d(rng);
+    float *bias = nullptr, *scores = nullptr, *lse = nullptr;
+    int32_t *ids = nullptr, *count = nullptr;
+    const int kmax = *std::max_element(ks.begin(), ks.end());
+    check(cudaMalloc(reinterpret_cast<void**>(&bias), n * sizeof(float)), "cudaMalloc");
+    check(cudaMemcpy(bias, hbias.data(), n * sizeof(float), cudaMemcpyHostToDevice), "upload");
+    check(cudaMalloc(reinterpret_cast<void**>(&scores), tokens * kmax * sizeof(float)), "malloc");
+    check(cudaMalloc(reinterpret_cast<void**>(&ids), tokens * kmax * sizeof(int32_t)), "malloc");
+    check(cudaMalloc(reinterpret_cast<void**>(&lse), tokens * sizeof(float)), "malloc");
+    check(cudaMalloc(reinterpret_cast<void**>(&count), n * sizeof(int32_t)), "malloc");
+    for (int k : ks) {
+      if (k < 1 || k > n) continue;
+      K::GateParams p;
+      p.tokens = tokens;
+      p.experts = n;
+      p.k = k;
+      p.experts_per_rank = experts_per_rank;
+      p.ranks = n / experts_per_rank;
+      auto step = [&](int i) {
+        cudaMemsetAsync(count, 0, n * sizeof(int32_t));
+        check(K::gate_topk(p, logits[i % copies], bias, ids, scores, lse, count, nullptr, 0),
+              "gate_topk");
+      };
+      for (int i = 0; i < copies; ++i) step(i);  // warm-up
+      check(cudaDeviceSynchronize(), "warm-up");
+      cudaEventRecord(a);
+      for (int i = 0; i < iters; ++i) step(i);
+      cudaEventRecord(b);
+      check(cudaEventSynchronize(b), "timed run");
+      const double s = time_ms(a, b) / 1e3 / iters;
+      const double bytes =
+          double(logit_bytes) + n * 4.0 + double(tokens) * k * 8.0 + double(tokens) * 4.0;
+      const double gbps = bytes / s / 1e9;
+      std::printf("%8lld %6d %3d %10.2f %10.1f %7.1f%%\n", static_cast<long long>(tokens), n, k,
+                  s * 1e6, gbps, 100.0 * gbps / copy_gbps);
+    }
+    for (auto* p : logits) cudaFree(p);
+    cudaFree(bias);
+    cudaFree(scores);
+    cudaFree(ids);
+    cudaFree(lse);
+    cudaFree(count);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return 0;
+}

@@ -1,0 +1,76 @@
+// Device helpers shared by the gate kernels: one warp holds one token's N keys in registers,
+// VPT = ceil(N / 32) per lane, expert e = lane + 32 * i.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdint>
+
+#include "kernels/gate_kernels.h"
+
+namespace tamoe::kernels::detail {
+
+constexpr unsigned kFull = 0xffffffffu;
+
+// Best (value, index): larger value, ties to the lower index; index INT_MAX means none.
+struct Best {
+  float v;
+  int i;
+};
+
+__device__ __forceinline__ bool better(float v, int i, const Best& b) {
+  if (i == INT_MAX) return false;
+  if (b.i == INT_MAX) return true;
+  return v > b.v || (v == b.v && i < b.i);
+}
+
+__device__ __forceinline__ Best warp_best(Best b) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    const float v = __shfl_xor_sync(kFull, b.v, off);
+    const int i = __shfl_xor_sync(kFull, b.i, off);
+    if (better(v, i, b)) b = Best{v, i};
+  }
+  return b;
+}
+
+// Allowed-node mask of one token (all ones without a node limit). node[i] is the node of this
+// lane's i-th expert (-1 for lanes past N).
+template <int VPT>
+__device__ uint64_t allowed_nodes(const GateParams& p, const float (&key)[VPT],
+                                  const int (&node)[VPT], int lane) {
+  if (p.max_nodes <= 0 || p.max_nodes >= p.nodes) return ~0ull;
+  float group[kGateMaxNodes];
+  for (int n = 0; n < p.nodes; ++n) {
+    // Sum of the node's top-g keys in descending order, from 0: the host's order.
+    unsigned taken = 0;
+    float s = 0.0f;
+    for (int g = 0; g < p.node_score_top; ++g) {
+      Best b{0.0f, INT_MAX};
+#pragma unroll
+      for (int i = 0; i < VPT; ++i)
+        if (node[i] == n && !(taken >> i & 1u) && better(key[i], lane + 32 * i, b))
+          b = Best{key[i], lane + 32 * i};
+      b = warp_best(b);
+      if (b.i == INT_MAX) break;  // node has fewer than g experts
+      s += b.v;
+      if ((b.i & 31) == lane) taken |= 1u << (b.i >> 5);
+    }
+    group[n] = s;
+  }
+  uint64_t ok = 0;
+  for (int m = 0; m < p.max_nodes; ++m) {
+    int best = -1;
+    for (int n = 0; n < p.nodes; ++n)
+      if (!(ok >> n & 1ull) && (best < 0 || group[n] > group[best])) best = n;
+    ok |= 1ull << best;
+  }
+  return ok;
+}
+
+__device__ __forceinline__ bool finite(float v) {
+  return isfinite(v);
+}
+
+}  // namespace tamoe::kernels::detail

@@ -1,0 +1,184 @@
+// Scoring + top-k (+ bias, node limit) with per-expert counting, and the plain counting kernel.
+#include "kernels/gate_device.cuh"
+
+namespace tamoe::kernels {
+
+namespace {
+
+using detail::Best;
+using detail::better;
+using detail::kFull;
+using detail::warp_best;
+
+constexpr int kWarpsPerBlock = 8;
+
+template <int VPT>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    topk_kernel(GateParams p, const float* __restrict__ logits, const float* __restrict__ bias,
+                int32_t* __restrict__ ids, float* __restrict__ scores, float* __restrict__ lse_out,
+                int32_t* __restrict__ count, unsigned long long* nonfinite) {
+  extern __shared__ int32_t hist[];
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int n = p.experts;
+  if (count) {
+    for (int e = threadIdx.x; e < n; e += blockDim.x) hist[e] = 0;
+    __syncthreads();
+  }
+  const bool limit = p.max_nodes > 0 && p.max_nodes < p.nodes;
+  for (int64_t t = int64_t(blockIdx.x) * kWarpsPerBlock + warp; t < p.tokens;
+       t += int64_t(gridDim.x) * kWarpsPerBlock) {
+    const float* row = logits + t * n;
+    float z[VPT], key[VPT];
+    int node[VPT];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < VPT; ++i) {
+      const int e = lane + 32 * i;
+      const bool valid = e < n;
+      z[i] = valid ? __ldg(row + e) : -INFINITY;
+      if (valid && !isfinite(z[i]) && nonfinite)
+        atomicMin(nonfinite, static_cast<unsigned long long>(t * n + e));
+      key[i] = valid && bias ? z[i] + __ldg(bias + e) : z[i];
+      node[i] = valid && limit ? __ldg(p.node_of_rank + e / p.experts_per_rank) : -1;
+      mx = fmaxf(mx, z[i]);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, off));
+    float sum = 0.0f;
+    if (p.score == kGateSoftmax) {
+#pragma unroll
+      for (int i = 0; i < VPT; ++i)
+        if (lane + 32 * i < n) sum += expf(z[i] - mx);
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(kFull, sum, off);
+    }
+    const uint64_t ok = limit ? detail::allowed_nodes<VPT>(p, key, node, lane) : ~0ull;
+    unsigned taken = 0;
+    int my_id = 0;
+    float my_score = 0.0f;
+    for (int slot = 0; slot < p.k; ++slot) {
+      Best b{0.0f, INT_MAX};
+#pragma unroll
+      for (int i = 0; i < VPT; ++i) {
+        const int e = lane + 32 * i;
+        if (e < n && !(taken >> i & 1u) && (!limit || (ok >> node[i] & 1ull)) &&
+            better(key[i], e, b))
+          b = Best{key[i], e};
+      }
+      b = warp_best(b);
+      float sc = 0.0f;
+#pragma unroll
+      for (int i = 0; i < VPT; ++i)
+        if (lane + 32 * i == b.i) {
+          taken |= 1u << i;
+          sc = p.score == kGateSoftmax ? expf(z[i] - mx) / sum : 1.0f / (1.0f + expf(-z[i]));
+        }
+      sc = __shfl_sync(kFull, sc, b.i & 31);
+      if (lane == (slot & 31)) {
+        my_id = b.i;
+        my_score = sc;
+      }
+      if ((slot & 31) == 31 || slot == p.k - 1) {
+        const int base = slot & ~31;
+        if (lane <= (slot & 31)) {
+          ids[t * p.k + base + lane] = my_id;
+          scores[t * p.k + base + lane] = my_score;
+          if (count) atomicAdd(&hist[my_id], 1);
+        }
+      }
+    }
+    if (lse_out && lane == 0) lse_out[t] = mx + logf(sum);
+  }
+  if (count) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < n; e += blockDim.x)
+      if (hist[e]) atomicAdd(&count[e], hist[e]);
+  }
+}
+
+__global__ void count_kernel(const int32_t* __restrict__ ids, int64_t copies, int experts,
+                             int experts_per_rank, int32_t* expert_count, int32_t* rank_count) {
+  extern __shared__ int32_t hist[];  // experts + ranks
+  const int ranks = experts / experts_per_rank;
+  for (int i = threadIdx.x; i < experts + ranks; i += blockDim.x) hist[i] = 0;
+  __syncthreads();
+  for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < copies;
+       c += int64_t(gridDim.x) * blockDim.x) {
+    const int e = ids[c];
+    if (e < 0) continue;
+    atomicAdd(&hist[e], 1);
+    atomicAdd(&hist[experts + e / experts_per_rank], 1);
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < experts; i += blockDim.x)
+    if (expert_count && hist[i]) atomicAdd(&expert_count[i], hist[i]);
+  for (int i = threadIdx.x; i < ranks; i += blockDim.x)
+    if (rank_count && hist[experts + i]) atomicAdd(&rank_count[i], hist[experts + i]);
+}
+
+int grid_for(int64_t items, int per_block) {
+  int dev = 0, sms = 132;
+  if (cudaGetDevice(&dev) == cudaSuccess)
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  const int64_t want = (items + per_block - 1) / per_block;
+  const int64_t cap = int64_t(sms) * 16;
+  return static_cast<int>(want < 1 ? 1 : (want < cap ? want : cap));
+}
+
+bool params_ok(const GateParams& p) {
+  if (p.tokens < 0 || p.experts < 1 || p.experts > kGateMaxExperts || p.k < 1 || p.k > p.experts ||
+      p.experts_per_rank < 1 || p.experts % p.experts_per_rank != 0)
+    return false;
+  if (p.max_nodes > 0 && p.max_nodes < p.nodes &&
+      (p.nodes > kGateMaxNodes || !p.node_of_rank || p.node_score_top < 1))
+    return false;
+  return true;
+}
+
+}  // namespace
+
+cudaError_t gate_topk(const GateParams& p, const float* logits, const float* bias,
+                      int32_t* expert_ids, float* scores, float* lse, int32_t* expert_count,
+                      unsigned long long* first_nonfinite, cudaStream_t stream) {
+  if (!params_ok(p)) return cudaErrorInvalidValue;
+  if (first_nonfinite) {
+    const cudaError_t rc = cudaMemsetAsync(first_nonfinite, 0xff, sizeof(*first_nonfinite), stream);
+    if (rc != cudaSuccess) return rc;
+  }
+  if (p.tokens == 0) return cudaSuccess;
+  const int grid = grid_for(p.tokens, kWarpsPerBlock);
+  const size_t shmem = expert_count ? sizeof(int32_t) * p.experts : 0;
+  const dim3 block(kWarpsPerBlock * 32);
+  const int vpt = (p.experts + 31) / 32;
+#define TAMOE_TOPK(V)                                                                      \
+  topk_kernel<V><<<grid, block, shmem, stream>>>(p, logits, bias, expert_ids, scores, lse, \
+                                                 expert_count, first_nonfinite)
+  if (vpt <= 1)
+    TAMOE_TOPK(1);
+  else if (vpt <= 2)
+    TAMOE_TOPK(2);
+  else if (vpt <= 4)
+    TAMOE_TOPK(4);
+  else if (vpt <= 8)
+    TAMOE_TOPK(8);
+  else if (vpt <= 16)
+    TAMOE_TOPK(16);
+  else
+    TAMOE_TOPK(32);
+#undef TAMOE_TOPK
+  return cudaGetLastError();
+}
+
+cudaError_t gate_count(const int32_t* expert_ids, int64_t copies, int experts, int experts_per_rank,
+                       int32_t* expert_count, int32_t* rank_count, cudaStream_t stream) {
+  if (experts < 1 || experts_per_rank < 1 || experts % experts_per_rank != 0 || copies < 0)
+    return cudaErrorInvalidValue;
+  if (copies == 0) return cudaSuccess;
+  const size_t shmem = sizeof(int32_t) * (experts + experts / experts_per_rank);
+  count_kernel<<<grid_for(copies, 256), 256, shmem, stream>>>(
+      expert_ids, copies, experts, experts_per_rank, expert_count, rank_count);
+  return cudaGetLastError();
+}
+
+}  // namespace tamoe::kernels

@@ -1,0 +1,248 @@
+// CUDA gate kernels against the host gate on random inputs: indices, drop masks and counts
+// exactly, scores / weights / losses / gradients within 1e-5 relative. Skips without a GPU.
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "catch_compat.h"
+#include "kernels/gate_kernels.h"
+#include "routing/gate.h"
+#include "routing/losses.h"
+
+using namespace tamoe::route;
+namespace K = tamoe::kernels;
+
+namespace {
+
+bool have_gpu() {
+  int n = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&n);
+  if (rc != cudaSuccess || n == 0) {
+    WARN("SKIPPED: no CUDA device (" << (rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices")
+                                     << "); the CUDA-vs-host comparison did not run");
+    return false;
+  }
+  return true;
+}
+
+#define CUDA_OK(call) REQUIRE((call) == cudaSuccess)
+
+template <typename T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t count) : n(count) {
+    REQUIRE(cudaMalloc(reinterpret_cast<void**>(&p), sizeof(T) * (count ? count : 1)) ==
+            cudaSuccess);
+  }
+  Dev(const T* host, size_t count) : Dev(count) {
+    if (count) REQUIRE(cudaMemcpy(p, host, sizeof(T) * count, cudaMemcpyHostToDevice) == 0);
+  }
+  ~Dev() { cudaFree(p); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  std::vector<T> get() const {
+    std::vector<T> h(n);
+    if (n) REQUIRE(cudaMemcpy(h.data(), p, sizeof(T) * n, cudaMemcpyDeviceToHost) == 0);
+    return h;
+  }
+};
+
+bool close(double a, double b, double rel, double floor_abs) {
+  return std::abs(a - b) <= rel * std::abs(b) + floor_abs;
+}
+
+struct Case {
+  int tokens, ranks, experts_per_rank, ranks_per_node, k;
+  ScoreFn score;
+  int max_nodes;
+  Overflow overflow;
+  bool normalize, bias, ties;
+  double capacity_factor;
+};
+
+void run_case(const Case& c, unsigned seed) {
+  const ExpertLayout layout = ExpertLayout::regular(c.ranks, c.experts_per_rank, c.ranks_per_node);
+  const int n = layout.num_experts();
+  const int64_t s = c.tokens;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 2.0f);
+  MatrixRf z(s, n);
+  for (int i = 0; i < z.size(); ++i) z.data()[i] = d(rng);
+  if (c.ties) z = (z.array() * 2.0f).round() / 2.0f;  // many exact ties
+  Eigen::VectorXf bias;
+  if (c.bias) {
+    bias.resize(n);
+    for (int e = 0; e < n; ++e) bias[e] = 0.3f * d(rng);
+  }
+  GateOptions o;
+  o.k = c.k;
+  o.score = c.score;
+  o.max_nodes = c.max_nodes;
+  o.overflow = c.overflow;
+  o.normalize = c.normalize;
+  o.capacity_factor = c.capacity_factor;
+
+  // Stage 1: top-k.
+  const TopK host = select_topk(z, bias, layout, o);
+  K::GateParams p;
+  p.tokens = s;
+  p.experts = n;
+  p.k = c.k;
+  p.score = c.score == ScoreFn::softmax ? K::kGateSoftmax : K::kGateSigmoid;
+  p.experts_per_rank = c.experts_per_rank;
+  p.ranks = c.ranks;
+  Dev<int> node_of_rank(layout.node_of_rank.data(), layout.node_of_rank.size());
+  p.node_of_rank = node_of_rank.p;
+  p.nodes = layout.num_nodes();
+  p.max_nodes = c.max_nodes;
+  p.node_score_top = o.node_score_top;
+  Dev<float> dz(z.data(), z.size());
+  Dev<float> dbias(bias.data(), bias.size());
+  Dev<int32_t> ids(s * c.k), count(n), ids2(s * c.k);
+  Dev<float> scores(s * c.k), lse(s), scores2(s * c.k);
+  Dev<unsigned long long> bad(1);
+  CUDA_OK(cudaMemset(count.p, 0, sizeof(int32_t) * n));
+  const float* bias_ptr = c.bias ? dbias.p : nullptr;
+  CUDA_OK(K::gate_topk(p, dz.p, bias_ptr, ids.p, scores.p, lse.p, count.p, bad.p, 0));
+  CUDA_OK(K::gate_topk(p, dz.p, bias_ptr, ids2.p, scores2.p, nullptr, nullptr, nullptr, 0));
+  CUDA_OK(cudaDeviceSynchronize());
+  const auto hid = ids.get();
+  const auto hsc = scores.get();
+  CHECK(bad.get()[0] == ~0ull);
+  CHECK(hid == ids2.get());  // deterministic
+  CHECK(hsc == scores2.get());
+  int id_mismatch = 0, score_mismatch = 0;
+  for (int64_t i = 0; i < s * c.k; ++i) {
+    id_mismatch += hid[i] != host.expert.data()[i];
+    score_mismatch += !close(hsc[i], host.score.data()[i], 1e-5, 1e-30);
+  }
+  CHECK(id_mismatch == 0);
+  CHECK(score_mismatch == 0);
+  const auto hcount = count.get();
+  for (int e = 0; e < n; ++e) CHECK(hcount[e] == host.expert_count[e]);
+  const auto hlse = lse.get();
+  int lse_mismatch = 0;
+  for (int64_t t = 0; t < s; ++t) {
+    double mx = -INFINITY, sum = 0;
+    for (int e = 0; e < n; ++e) mx = std::max(mx, double(z(t, e)));
+    for (int e = 0; e < n; ++e) sum += std::exp(z(t, e) - mx);
+    lse_mismatch += !close(hlse[t], mx + std::log(sum), 1e-5, 1e-6);
+  }
+  CHECK(lse_mismatch == 0);
+
+  // Stage 2: capacity on the device's own selection, host on the same (device) scores.
+  TopK same = host;
+  for (int64_t i = 0; i < s * c.k; ++i) same.score.data()[i] = hsc[i];
+  const Routing hr = apply_capacity(same, z, bias, layout, o);
+  const auto cap = effective_capacity(o, s, c.ranks);
+  Dev<int64_t> dcap(cap.data(), cap.size());
+  K::CapacityParams cp;
+  cp.overflow = c.overflow == Overflow::drop_lowest ? K::kGateDropLowest
+                : c.overflow == Overflow::reroute   ? K::kGateReroute
+                                                    : K::kGateDropless;
+  cp.normalize = c.normalize;
+  cp.capacity = dcap.p;
+  Dev<char> ws(K::gate_capacity_workspace_bytes(p));
+  Dev<int32_t> out_ids(s * c.k), ecount(n), rcount(c.ranks), rerouted(1);
+  Dev<float> weights(s * c.k);
+  Dev<uint8_t> dropped(s * c.k);
+  CUDA_OK(K::gate_capacity(p, cp, dz.p, bias_ptr, ids.p, scores.p, out_ids.p, weights.p, dropped.p,
+                           rerouted.p, ws.p, ws.n, 0));
+  CUDA_OK(cudaMemset(ecount.p, 0, sizeof(int32_t) * n));
+  CUDA_OK(cudaMemset(rcount.p, 0, sizeof(int32_t) * c.ranks));
+  CUDA_OK(K::gate_count(out_ids.p, s * c.k, n, c.experts_per_rank, ecount.p, rcount.p, 0));
+  CUDA_OK(cudaDeviceSynchronize());
+  const auto oid = out_ids.get();
+  const auto ow = weights.get();
+  const auto od = dropped.get();
+  int cap_id = 0, cap_drop = 0, cap_w = 0;
+  for (int64_t i = 0; i < s * c.k; ++i) {
+    cap_id += oid[i] != hr.expert.data()[i];
+    cap_drop += od[i] != hr.dropped.data()[i];
+    cap_w += !close(ow[i], hr.weight.data()[i], 1e-5, 1e-30);
+  }
+  CHECK(cap_id == 0);
+  CHECK(cap_drop == 0);
+  CHECK(cap_w == 0);
+  CHECK(rerouted.get()[0] == hr.num_rerouted);
+  const auto he = ecount.get();
+  const auto hrk = rcount.get();
+  for (int e = 0; e < n; ++e) CHECK(he[e] == hr.expert_count[e]);
+  for (int r = 0; r < c.ranks; ++r) CHECK(hrk[r] == hr.rank_count[r]);
+
+  // Losses: topology-aware (or Switch) balance loss + z-loss, value and gradient.
+  const MatrixRd zd = z.cast<double>();
+  const Eigen::VectorXd f = assignment_share(host.expert_count);
+  Eigen::VectorXd target(n);
+  for (int e = 0; e < n; ++e) target[e] = 1.0 + (e % 3);
+  target /= target.sum();
+  const bool topo = seed % 2 == 0;
+  const double zw = 1e-3;
+  const LossGrad bal = topo ? topo_loss(zd, f, target) : switch_loss(zd, f);
+  const LossGrad zl = z_loss(zd);
+  std::vector<float> tf(target.data(), target.data() + n);
+  for (auto& v : tf) v = static_cast<float>(v);
+  Dev<float> dt(tf.data(), n), w(n), loss(1), grad(s * n), lws(s);
+  CUDA_OK(K::balance_weights(count.p, n, s * c.k, topo ? dt.p : nullptr, w.p, 0));
+  CUDA_OK(K::aux_loss(dz.p, s, n, w.p, static_cast<float>(zw), loss.p, grad.p, lws.p, 0));
+  CUDA_OK(cudaDeviceSynchronize());
+  const double want = bal.value + zw * zl.value;
+  CHECK(close(loss.get()[0], want, 1e-5, 0));
+  const auto hg = grad.get();
+  const MatrixRd g = bal.grad + zw * zl.grad;
+  const double gmax = g.cwiseAbs().maxCoeff();
+  int grad_mismatch = 0;
+  for (int64_t i = 0; i < s * n; ++i)
+    grad_mismatch += !close(hg[i], g.data()[i], 1e-5, 1e-5 * 1e-2 * gmax);
+  CHECK(grad_mismatch == 0);
+}
+
+}  // namespace
+
+TEST_CASE("CUDA gate equals the host gate on random inputs", "[routing][cuda]") {
+  if (!have_gpu()) return;
+  const std::vector<Case> cases = {
+      // tokens ranks E rpn k score max_nodes overflow normalize bias ties cf
+      {4096, 8, 2, 4, 2, ScoreFn::softmax, 0, Overflow::drop_lowest, false, false, false, 1.0},
+      {4096, 8, 8, 2, 8, ScoreFn::softmax, 2, Overflow::drop_lowest, true, true, false, 0.9},
+      {3000, 16, 4, 4, 4, ScoreFn::sigmoid, 2, Overflow::reroute, true, true, false, 1.0},
+      {2500, 4, 16, 1, 6, ScoreFn::softmax, 0, Overflow::reroute, false, true, true, 0.7},
+      {2048, 32, 8, 8, 8, ScoreFn::softmax, 3, Overflow::dropless, false, true, true, 1.0},
+      {1000, 3, 7, 1, 21, ScoreFn::softmax, 0, Overflow::drop_lowest, false, false, true, 1.0},
+      {777, 5, 5, 5, 3, ScoreFn::sigmoid, 0, Overflow::drop_lowest, false, true, false, 0.0},
+      {0, 4, 4, 2, 2, ScoreFn::softmax, 0, Overflow::drop_lowest, false, false, false, 1.0},
+  };
+  unsigned seed = 100;
+  for (const Case& c : cases) {
+    INFO("tokens " << c.tokens << " experts " << c.ranks * c.experts_per_rank << " k " << c.k
+                   << " overflow " << int(c.overflow) << " max_nodes " << c.max_nodes);
+    run_case(c, seed++);
+  }
+}
+
+TEST_CASE("CUDA top-k reports the first non-finite logit", "[routing][cuda]") {
+  if (!have_gpu()) return;
+  const int s = 64, n = 32;
+  std::vector<float> z(s * n, 0.5f);
+  z[40 * n + 7] = NAN;
+  z[50 * n + 3] = INFINITY;
+  Dev<float> dz(z.data(), z.size());
+  Dev<int32_t> ids(s * 2);
+  Dev<float> scores(s * 2);
+  Dev<unsigned long long> bad(1);
+  K::GateParams p;
+  p.tokens = s;
+  p.experts = n;
+  p.k = 2;
+  p.experts_per_rank = 4;
+  p.ranks = 8;
+  CUDA_OK(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0));
+  CUDA_OK(cudaDeviceSynchronize());
+  CHECK(bad.get()[0] == 40ull * n + 7);
+  p.k = 33;  // more than the experts
+  CHECK(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0) ==
+        cudaErrorInvalidValue);
+}
