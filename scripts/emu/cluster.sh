@@ -29,7 +29,7 @@ cidr="$subnet.0/24"
 slots=${EMU_SLOTS:-2}
 # tbf: a 256 KiB bucket absorbs TSO bursts; 20 ms of queue keeps TCP from seeing tail drops
 # at every window (this kernel has no netem, so there is no latency knob: rate only).
-tbf_burst=256kb
+tbf_burst=${EMU_BURST:-256kb}
 tbf_latency=20ms
 readonly SKIP=77
 
