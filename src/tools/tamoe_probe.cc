@@ -20,13 +20,11 @@
 #include "runtime/log.h"
 #include "runtime/params.h"
 #include "topology/cluster.h"
+#include "topology/cluster_desc.h"
 #include "topology/cost_model.h"
+#include "topology/node_topology.h"
 #include "topology/probe.h"
 #include "topology/traffic_patterns.h"
-#if __has_include("topology/node_topology.h")
-#include "topology/node_topology.h"
-#define TAMOE_PROBE_HAS_NODE_TOPOLOGY 1
-#endif
 
 using namespace tamoe;
 using namespace tamoe::topo;
@@ -36,6 +34,7 @@ namespace {
 struct Args {
   std::string out = "tamoe_cost_model.json";
   std::string topology;
+  std::string cluster_file;
   std::string dump;
   std::string json_out;
   int virtual_nodes = -1;
@@ -90,6 +89,9 @@ int run(int argc, char** argv) {
   app.add_option("-o,--out", a.out, "write the cost model JSON here")->capture_default_str();
   app.add_option("--topology", a.topology,
                  "load this cost model JSON instead of probing (TAMOE_COST_MODEL_FILE)");
+  app.add_option(
+      "--cluster", a.cluster_file,
+      "build the model from this cluster description JSON instead of probing (TAMOE_CLUSTER_FILE)");
   app.add_option("--dump", a.dump,
                  "write what was discovered (node topology, cluster layout) as JSON to this file");
   app.add_option("--json", a.json_out,
@@ -151,18 +153,22 @@ int run(int argc, char** argv) {
                      {"nodes", cluster.nnodes()},
                      {"hosts", cluster.nhosts()},
                      {"virtual_nodes_per_host", cluster.virtual_nodes_per_host()}};
-#ifdef TAMOE_PROBE_HAS_NODE_TOPOLOGY
-  if (cluster.local_rank() == 0 || rank == 0) {
+  if (rank == 0) {
+    // The node of rank 0 (TAMOE_TOPO_FILE / TAMOE_TOPO_SYNTHETIC replay a captured one).
     NodeTopology node = discover_node();
-    if (rank == 0) std::printf("%s", node.describe().c_str());
+    std::printf("%s", node.describe().c_str());
     dump["node_topology"] = node.to_json();
   }
-#endif
 
   CostModel model;
   ProbeResult probe;
   std::string model_file = params.get_string("TAMOE_COST_MODEL_FILE");
-  if (!model_file.empty()) {
+  std::string desc_file = params.get_string("TAMOE_CLUSTER_FILE");
+  if (model_file.empty() && !desc_file.empty()) {
+    model = load_cluster_description(desc_file, cluster.size());
+    model_file = desc_file;
+    if (rank == 0) std::printf("cost model from cluster description %s\n", desc_file.c_str());
+  } else if (!model_file.empty()) {
     model = CostModel::load(model_file);
     if (model.nranks() != cluster.size())
       fail(Status::mismatch, model_file + ": nranks",
