@@ -10,8 +10,8 @@ namespace {
 
 using detail::Best;
 using detail::better;
+using detail::group_best;
 using detail::kFull;
-using detail::warp_best;
 
 constexpr size_t kAlign = 256;
 size_t align_up(size_t b) {
@@ -167,7 +167,7 @@ __global__ void reroute_kernel(GateParams p, bool normalize, const int64_t* __re
         for (int i = 0; i < VPT; ++i)
           if (lane + 32 * i < n) sum += expf(z[i] - mx);
         for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(kFull, sum, off);
-        if (limit) ok = detail::allowed_nodes<VPT>(p, key, node, lane);
+        if (limit) ok = detail::allowed_nodes<VPT, 32>(p, key, node, lane);
         loaded = true;
       }
       Best b{0.0f, INT_MAX};
@@ -178,7 +178,7 @@ __global__ void reroute_kernel(GateParams p, bool normalize, const int64_t* __re
             room[ee / ep] > 0 && better(key[i], ee, b))
           b = Best{key[i], ee};
       }
-      b = warp_best(b);
+      b = group_best<32>(b);
       float sc = 0.0f;
       if (b.i != INT_MAX) {
 #pragma unroll

@@ -1,5 +1,6 @@
-// Device helpers shared by the gate kernels: one warp holds one token's N keys in registers,
-// VPT = ceil(N / 32) per lane, expert e = lane + 32 * i.
+// Device helpers shared by the gate kernels: a group of G lanes (8, 16 or 32; aligned inside a
+// warp) holds one token's N keys in registers, VPT = ceil(N / G) per lane, expert e = lane + G * i
+// where lane is the index inside the group. Several tokens per warp keep more loads in flight.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -25,9 +26,11 @@ __device__ __forceinline__ bool better(float v, int i, const Best& b) {
   return v > b.v || (v == b.v && i < b.i);
 }
 
-__device__ __forceinline__ Best warp_best(Best b) {
+// Reduction inside each aligned group of G lanes (xor offsets < G never leave the group).
+template <int G>
+__device__ __forceinline__ Best group_best(Best b) {
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
+  for (int off = G / 2; off > 0; off >>= 1) {
     const float v = __shfl_xor_sync(kFull, b.v, off);
     const int i = __shfl_xor_sync(kFull, b.i, off);
     if (better(v, i, b)) b = Best{v, i};
@@ -36,8 +39,8 @@ __device__ __forceinline__ Best warp_best(Best b) {
 }
 
 // Allowed-node mask of one token (all ones without a node limit). node[i] is the node of this
-// lane's i-th expert (-1 for lanes past N).
-template <int VPT>
+// lane's i-th expert (-1 for lanes past N); lane is the index inside the group.
+template <int VPT, int G>
 __device__ uint64_t allowed_nodes(const GateParams& p, const float (&key)[VPT],
                                   const int (&node)[VPT], int lane) {
   if (p.max_nodes <= 0 || p.max_nodes >= p.nodes) return ~0ull;
@@ -50,12 +53,12 @@ __device__ uint64_t allowed_nodes(const GateParams& p, const float (&key)[VPT],
       Best b{0.0f, INT_MAX};
 #pragma unroll
       for (int i = 0; i < VPT; ++i)
-        if (node[i] == n && !(taken >> i & 1u) && better(key[i], lane + 32 * i, b))
-          b = Best{key[i], lane + 32 * i};
-      b = warp_best(b);
+        if (node[i] == n && !(taken >> i & 1u) && better(key[i], lane + G * i, b))
+          b = Best{key[i], lane + G * i};
+      b = group_best<G>(b);
       if (b.i == INT_MAX) break;  // node has fewer than g experts
       s += b.v;
-      if ((b.i & 31) == lane) taken |= 1u << (b.i >> 5);
+      if (b.i % G == lane) taken |= 1u << (b.i / G);
     }
     group[n] = s;
   }

@@ -7,18 +7,22 @@ namespace {
 
 using detail::Best;
 using detail::better;
+using detail::group_best;
 using detail::kFull;
-using detail::warp_best;
 
 constexpr int kWarpsPerBlock = 8;
 
-template <int VPT>
+template <int VPT, int G>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     topk_kernel(GateParams p, const float* __restrict__ logits, const float* __restrict__ bias,
                 int32_t* __restrict__ ids, float* __restrict__ scores, float* __restrict__ lse_out,
                 int32_t* __restrict__ count, unsigned long long* nonfinite) {
+  constexpr int kTokensPerWarp = 32 / G;
   extern __shared__ int32_t hist[];
-  const int lane = threadIdx.x & 31;
+  const int warp_lane = threadIdx.x & 31;
+  const int lane = warp_lane % G;           // index inside the token's group
+  const int group_base = warp_lane - lane;  // first lane of the group
+  const int group = warp_lane / G;
   const int warp = threadIdx.x >> 5;
   const int n = p.experts;
   if (count) {
@@ -26,34 +30,36 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     __syncthreads();
   }
   const bool limit = p.max_nodes > 0 && p.max_nodes < p.nodes;
-  for (int64_t t = int64_t(blockIdx.x) * kWarpsPerBlock + warp; t < p.tokens;
-       t += int64_t(gridDim.x) * kWarpsPerBlock) {
+  const int64_t stride = int64_t(gridDim.x) * kWarpsPerBlock * kTokensPerWarp;
+  // The loop bound is per warp so that every lane takes part in every shuffle.
+  for (int64_t t0 = (int64_t(blockIdx.x) * kWarpsPerBlock + warp) * kTokensPerWarp; t0 < p.tokens;
+       t0 += stride) {
+    const int64_t t = t0 + group;
+    const bool live = t < p.tokens;
     const float* row = logits + t * n;
     float z[VPT], key[VPT];
     int node[VPT];
     float mx = -INFINITY;
 #pragma unroll
     for (int i = 0; i < VPT; ++i) {
-      const int e = lane + 32 * i;
-      const bool valid = e < n;
+      const int e = lane + G * i;
+      const bool valid = live && e < n;
       z[i] = valid ? __ldg(row + e) : -INFINITY;
-      if (valid && !isfinite(z[i]) && nonfinite)
+      if (valid && nonfinite && !isfinite(z[i]))
         atomicMin(nonfinite, static_cast<unsigned long long>(t * n + e));
       key[i] = valid && bias ? z[i] + __ldg(bias + e) : z[i];
       node[i] = valid && limit ? __ldg(p.node_of_rank + e / p.experts_per_rank) : -1;
       mx = fmaxf(mx, z[i]);
     }
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, off));
+    for (int off = G / 2; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, off));
     float sum = 0.0f;
-    if (p.score == kGateSoftmax) {
 #pragma unroll
-      for (int i = 0; i < VPT; ++i)
-        if (lane + 32 * i < n) sum += expf(z[i] - mx);
+    for (int i = 0; i < VPT; ++i)
+      if (live && lane + G * i < n) sum += expf(z[i] - mx);
 #pragma unroll
-      for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(kFull, sum, off);
-    }
-    const uint64_t ok = limit ? detail::allowed_nodes<VPT>(p, key, node, lane) : ~0ull;
+    for (int off = G / 2; off > 0; off >>= 1) sum += __shfl_xor_sync(kFull, sum, off);
+    const uint64_t ok = limit ? detail::allowed_nodes<VPT, G>(p, key, node, lane) : ~0ull;
     unsigned taken = 0;
     int my_id = 0;
     float my_score = 0.0f;
@@ -61,34 +67,34 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       Best b{0.0f, INT_MAX};
 #pragma unroll
       for (int i = 0; i < VPT; ++i) {
-        const int e = lane + 32 * i;
+        const int e = lane + G * i;
         if (e < n && !(taken >> i & 1u) && (!limit || (ok >> node[i] & 1ull)) &&
             better(key[i], e, b))
           b = Best{key[i], e};
       }
-      b = warp_best(b);
+      b = group_best<G>(b);
       float sc = 0.0f;
 #pragma unroll
       for (int i = 0; i < VPT; ++i)
-        if (lane + 32 * i == b.i) {
+        if (lane + G * i == b.i) {
           taken |= 1u << i;
           sc = p.score == kGateSoftmax ? expf(z[i] - mx) / sum : 1.0f / (1.0f + expf(-z[i]));
         }
-      sc = __shfl_sync(kFull, sc, b.i & 31);
-      if (lane == (slot & 31)) {
+      sc = __shfl_sync(kFull, sc, group_base + (b.i == INT_MAX ? 0 : b.i % G));
+      if (lane == slot % G) {
         my_id = b.i;
         my_score = sc;
       }
-      if ((slot & 31) == 31 || slot == p.k - 1) {
-        const int base = slot & ~31;
-        if (lane <= (slot & 31)) {
+      if (slot % G == G - 1 || slot == p.k - 1) {
+        const int base = slot - slot % G;
+        if (live && lane <= slot % G) {
           ids[t * p.k + base + lane] = my_id;
           scores[t * p.k + base + lane] = my_score;
           if (count) atomicAdd(&hist[my_id], 1);
         }
       }
     }
-    if (lse_out && lane == 0) lse_out[t] = mx + logf(sum);
+    if (live && lse_out && lane == 0) lse_out[t] = mx + logf(sum);
   }
   if (count) {
     __syncthreads();
@@ -147,25 +153,33 @@ cudaError_t gate_topk(const GateParams& p, const float* logits, const float* bia
     if (rc != cudaSuccess) return rc;
   }
   if (p.tokens == 0) return cudaSuccess;
-  const int grid = grid_for(p.tokens, kWarpsPerBlock);
   const size_t shmem = expert_count ? sizeof(int32_t) * p.experts : 0;
   const dim3 block(kWarpsPerBlock * 32);
-  const int vpt = (p.experts + 31) / 32;
-#define TAMOE_TOPK(V)                                                                      \
-  topk_kernel<V><<<grid, block, shmem, stream>>>(p, logits, bias, expert_ids, scores, lse, \
-                                                 expert_count, first_nonfinite)
-  if (vpt <= 1)
-    TAMOE_TOPK(1);
-  else if (vpt <= 2)
-    TAMOE_TOPK(2);
-  else if (vpt <= 4)
-    TAMOE_TOPK(4);
-  else if (vpt <= 8)
-    TAMOE_TOPK(8);
-  else if (vpt <= 16)
-    TAMOE_TOPK(16);
-  else
-    TAMOE_TOPK(32);
+  // Lanes per token: small expert counts share a warp between 4 (G=8) or 2 (G=16) tokens.
+  const int g = p.experts <= 64 ? 8 : (p.experts <= 128 ? 16 : 32);
+  const int vpt = (p.experts + g - 1) / g;
+  const int grid = grid_for(p.tokens, kWarpsPerBlock * (32 / g));
+#define TAMOE_TOPK(V, G)                                                                      \
+  topk_kernel<V, G><<<grid, block, shmem, stream>>>(p, logits, bias, expert_ids, scores, lse, \
+                                                    expert_count, first_nonfinite)
+  if (g == 8) {
+    if (vpt <= 1)
+      TAMOE_TOPK(1, 8);
+    else if (vpt <= 2)
+      TAMOE_TOPK(2, 8);
+    else if (vpt <= 4)
+      TAMOE_TOPK(4, 8);
+    else
+      TAMOE_TOPK(8, 8);
+  } else if (g == 16) {
+    TAMOE_TOPK(8, 16);
+  } else if (vpt <= 8) {
+    TAMOE_TOPK(8, 32);
+  } else if (vpt <= 16) {
+    TAMOE_TOPK(16, 32);
+  } else {
+    TAMOE_TOPK(32, 32);
+  }
 #undef TAMOE_TOPK
   return cudaGetLastError();
 }
