@@ -5,14 +5,20 @@ namespace tamoe::kernels {
 
 namespace {
 
-using detail::Best;
-using detail::better;
-using detail::group_best;
 using detail::kFull;
 
 constexpr int kWarpsPerBlock = 8;
 
-template <int VPT, int G>
+// (key, expert) packed so that one unsigned max picks the larger key and, on equal keys, the lower
+// expert: the key's bits mapped to an order-preserving unsigned (with -0 folded into +0, which
+// the host treats as equal), the expert as 0xffffffff - e. 0 means "no candidate".
+__device__ __forceinline__ unsigned long long pack(float key, int e) {
+  const unsigned u = __float_as_uint(key + 0.0f);
+  const unsigned ordered = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return static_cast<unsigned long long>(ordered) << 32 | (0xffffffffu - static_cast<unsigned>(e));
+}
+
+template <int VPT, int G, bool LIMIT>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     topk_kernel(GateParams p, const float* __restrict__ logits, const float* __restrict__ bias,
                 int32_t* __restrict__ ids, float* __restrict__ scores, float* __restrict__ lse_out,
@@ -29,7 +35,6 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     for (int e = threadIdx.x; e < n; e += blockDim.x) hist[e] = 0;
     __syncthreads();
   }
-  const bool limit = p.max_nodes > 0 && p.max_nodes < p.nodes;
   const int64_t stride = int64_t(gridDim.x) * kWarpsPerBlock * kTokensPerWarp;
   // The loop bound is per warp so that every lane takes part in every shuffle.
   for (int64_t t0 = (int64_t(blockIdx.x) * kWarpsPerBlock + warp) * kTokensPerWarp; t0 < p.tokens;
@@ -37,52 +42,68 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     const int64_t t = t0 + group;
     const bool live = t < p.tokens;
     const float* row = logits + t * n;
-    float z[VPT], key[VPT];
-    int node[VPT];
+    float z[VPT];
+    unsigned long long cand[VPT];
     float mx = -INFINITY;
 #pragma unroll
     for (int i = 0; i < VPT; ++i) {
       const int e = lane + G * i;
       const bool valid = live && e < n;
       z[i] = valid ? __ldg(row + e) : -INFINITY;
+      mx = fmaxf(mx, z[i]);
+    }
+#pragma unroll
+    for (int i = 0; i < VPT; ++i) {
+      const int e = lane + G * i;
+      const bool valid = live && e < n;
       if (valid && nonfinite && !isfinite(z[i]))
         atomicMin(nonfinite, static_cast<unsigned long long>(t * n + e));
-      key[i] = valid && bias ? z[i] + __ldg(bias + e) : z[i];
-      node[i] = valid && limit ? __ldg(p.node_of_rank + e / p.experts_per_rank) : -1;
-      mx = fmaxf(mx, z[i]);
+      cand[i] = valid ? pack(bias ? z[i] + __ldg(bias + e) : z[i], e) : 0ull;
+    }
+    if constexpr (LIMIT) {
+      float key[VPT];
+      int node[VPT];
+#pragma unroll
+      for (int i = 0; i < VPT; ++i) {
+        const int e = lane + G * i;
+        const bool valid = live && e < n;
+        key[i] = valid && bias ? z[i] + __ldg(bias + e) : z[i];
+        node[i] = valid ? __ldg(p.node_of_rank + e / p.experts_per_rank) : -1;
+      }
+      const uint64_t ok = detail::allowed_nodes<VPT, G>(p, key, node, lane);
+#pragma unroll
+      for (int i = 0; i < VPT; ++i)
+        if (node[i] < 0 || !(ok >> node[i] & 1ull)) cand[i] = 0ull;
     }
 #pragma unroll
     for (int off = G / 2; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, off));
     float sum = 0.0f;
 #pragma unroll
-    for (int i = 0; i < VPT; ++i)
-      if (live && lane + G * i < n) sum += expf(z[i] - mx);
+    for (int i = 0; i < VPT; ++i) sum += expf(z[i] - mx);  // exp(-inf) = 0 for padding
 #pragma unroll
     for (int off = G / 2; off > 0; off >>= 1) sum += __shfl_xor_sync(kFull, sum, off);
-    const uint64_t ok = limit ? detail::allowed_nodes<VPT, G>(p, key, node, lane) : ~0ull;
-    unsigned taken = 0;
     int my_id = 0;
     float my_score = 0.0f;
     for (int slot = 0; slot < p.k; ++slot) {
-      Best b{0.0f, INT_MAX};
+      unsigned long long best = 0ull;
 #pragma unroll
-      for (int i = 0; i < VPT; ++i) {
-        const int e = lane + G * i;
-        if (e < n && !(taken >> i & 1u) && (!limit || (ok >> node[i] & 1ull)) &&
-            better(key[i], e, b))
-          b = Best{key[i], e};
+      for (int i = 0; i < VPT; ++i) best = cand[i] > best ? cand[i] : best;
+#pragma unroll
+      for (int off = G / 2; off > 0; off >>= 1) {
+        const unsigned long long o = __shfl_xor_sync(kFull, best, off);
+        best = o > best ? o : best;
       }
-      b = group_best<G>(b);
       float sc = 0.0f;
 #pragma unroll
       for (int i = 0; i < VPT; ++i)
-        if (lane + G * i == b.i) {
-          taken |= 1u << i;
+        if (best != 0ull && cand[i] == best) {
+          cand[i] = 0ull;
           sc = p.score == kGateSoftmax ? expf(z[i] - mx) / sum : 1.0f / (1.0f + expf(-z[i]));
         }
-      sc = __shfl_sync(kFull, sc, group_base + (b.i == INT_MAX ? 0 : b.i % G));
+      const int e = static_cast<int>(0xffffffffu - static_cast<unsigned>(best));
+      sc = __shfl_sync(kFull, sc, group_base + (best == 0ull ? 0 : e % G));
       if (lane == slot % G) {
-        my_id = b.i;
+        my_id = e;
         my_score = sc;
       }
       if (slot % G == G - 1 || slot == p.k - 1) {
@@ -159,9 +180,16 @@ cudaError_t gate_topk(const GateParams& p, const float* logits, const float* bia
   const int g = p.experts <= 64 ? 8 : (p.experts <= 128 ? 16 : 32);
   const int vpt = (p.experts + g - 1) / g;
   const int grid = grid_for(p.tokens, kWarpsPerBlock * (32 / g));
-#define TAMOE_TOPK(V, G)                                                                      \
-  topk_kernel<V, G><<<grid, block, shmem, stream>>>(p, logits, bias, expert_ids, scores, lse, \
-                                                    expert_count, first_nonfinite)
+  const bool limit = p.max_nodes > 0 && p.max_nodes < p.nodes;
+#define TAMOE_TOPK(V, G)                                                                           \
+  do {                                                                                             \
+    if (limit)                                                                                     \
+      topk_kernel<V, G, true><<<grid, block, shmem, stream>>>(p, logits, bias, expert_ids, scores, \
+                                                              lse, expert_count, first_nonfinite); \
+    else                                                                                           \
+      topk_kernel<V, G, false><<<grid, block, shmem, stream>>>(                                    \
+          p, logits, bias, expert_ids, scores, lse, expert_count, first_nonfinite);                \
+  } while (0)
   if (g == 8) {
     if (vpt <= 1)
       TAMOE_TOPK(1, 8);
