@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015,SC2016 # `a && b || die` dies when either fails; 'sh -c' bodies expand their own args
 # An emulated multi-node cluster on one machine: N network namespaces ("nodes") joined through a
 # bridge that lives in its own namespace, inter-node bandwidth shaped with tc tbf, and Open MPI
 # jobs launched across them through scripts/emu/rsh_agent.sh. Nothing touches the host's own
@@ -16,6 +17,7 @@
 #       PREFIX-<pid>-n*, removed on exit even when the job fails.
 #
 # Environment: EMU_PREFIX (default "tamoe"), EMU_SLOTS (ranks per node, default 2),
+# EMU_RATE (default 1gbit), EMU_BURST (tbf bucket, default 256kb),
 # EMU_SUBNET (default 10.199.0 -> 10.199.0.0/24, exists only inside the namespaces),
 # EMU_VERBOSE=1 prints the commands. (Not TAMOE_*: tamoe rejects unknown TAMOE_* variables, and
 # these reach the ranks.) Exit code 77 means "cannot run here" (ctest skip).
@@ -47,6 +49,9 @@ x() {
   "$@"
 }
 
+[[ $subnet =~ ^(10\.[0-9]{1,3}|172\.(1[6-9]|2[0-9]|3[01])|192\.168)\.[0-9]{1,3}$ ]] ||
+  die "EMU_SUBNET: expected the first three octets of a private /24 such as 10.199.0, found '$subnet'"
+
 # --- prerequisites ----------------------------------------------------------------------------
 check_prereqs() {
   [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, veth, tc); running as uid $(id -u)"
@@ -61,7 +66,7 @@ check_prereqs() {
   if ! err=$({ ip netns add "$t" &&
     ip -n "$t" link add a0 type veth peer name a1 &&
     ip -n "$t" link add b0 type bridge &&
-    tc -n "$t" qdisc add dev a0 root tbf rate 1gbit burst $tbf_burst latency $tbf_latency &&
+    tc -n "$t" qdisc add dev a0 root tbf rate 1gbit burst "$tbf_burst" latency "$tbf_latency" &&
     ip netns exec "$t" unshare --uts -- hostname "$t"; } 2>&1); then
     ip netns del "$t" 2>/dev/null || true
     skip "cannot create a shaped network namespace here: ${err:-unknown error}"
@@ -134,8 +139,8 @@ shape() {
       ns=${dev%%:*}
       tc -n "$ns" qdisc del dev "${dev##*:}" root 2>/dev/null || true
       if [ "$rate" != none ]; then
-        x tc -n "$ns" qdisc add dev "${dev##*:}" root tbf rate "$rate" burst $tbf_burst \
-          latency $tbf_latency
+        x tc -n "$ns" qdisc add dev "${dev##*:}" root tbf rate "$rate" burst "$tbf_burst" \
+          latency "$tbf_latency"
       fi
     done
   done
@@ -321,7 +326,7 @@ run)
   run_cmd "$@"
   ;;
 "" | -h | --help | help)
-  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+  sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
   ;;
 *)
   die "unknown command '$cmd' (expected check, up, rate, status, down, exec, run)"

@@ -16,5 +16,6 @@ if [ ! -e "/run/netns/$host" ]; then
   echo "rsh_agent.sh: no network namespace '$host' (is the emulated cluster up?)" >&2
   exit 255
 fi
+# shellcheck disable=SC2016 # the inner script expands its own arguments
 exec ip netns exec "$host" unshare --uts -- sh -c 'hostname "$1" && shift && exec sh -c "$*"' \
   rsh_agent "$host" "$@"
