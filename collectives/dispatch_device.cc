@@ -1,0 +1,162 @@
+#include "collectives/dispatch_device.h"
+
+#include <cuda_runtime.h>
+
+#include "collectives/hier_plan.h"
+#include "kernels/permute.h"
+#include "runtime/error.h"
+
+namespace tamoe::coll {
+
+std::unique_ptr<DeviceDispatch> DeviceDispatch::create(DeviceAllToAll& a2a,
+                                                       const int32_t* expert_ids,
+                                                       const DispatchShape& shape,
+                                                       cudaStream_t stream) {
+  const Groups& g = a2a.groups();
+  const int P = g.size(), E = shape.experts_per_rank;
+  if (shape.tokens < 0 || shape.k < 1 || E < 1)
+    fail(Status::invalid_argument, str("DeviceDispatch::create on rank ", g.rank()),
+         "tokens >= 0, k >= 1, experts_per_rank >= 1",
+         str("tokens=", shape.tokens, " k=", shape.k, " experts_per_rank=", E));
+  // Ids are checked on the host (a small copy) so a bad one gets a message naming its slot.
+  std::vector<int32_t> ids(shape.tokens * shape.k);
+  if (!ids.empty()) {
+    TAMOE_CHECK_CUDA_COLL(cudaMemcpyAsync(ids.data(), expert_ids, ids.size() * sizeof(int32_t),
+                                          cudaMemcpyDeviceToHost, stream));
+    TAMOE_CHECK_CUDA_COLL(cudaStreamSynchronize(stream));
+  }
+  for (size_t s = 0; s < ids.size(); ++s)
+    if (ids[s] < -1 || ids[s] >= P * E)
+      fail(Status::invalid_argument,
+           str("expert_ids[", s, "] (token ", s / shape.k, ", slot ", s % shape.k, ") on rank ",
+               g.rank()),
+           str("-1 (dropped) or a global expert id in [0, ", P * E, ")"), str(ids[s]));
+  std::unique_ptr<DeviceDispatch> h(new DeviceDispatch(a2a));
+  h->shape_ = shape;
+  h->P_ = P;
+  const int64_t slots = shape.tokens * shape.k;
+  const int N = P * E;
+  auto* rows = static_cast<int64_t*>(h->slot_row_.reserve(std::max<int64_t>(1, slots) * 8));
+  DeviceBuffer count_dev, work;
+  auto* cnt = static_cast<int64_t*>(count_dev.reserve(static_cast<size_t>(N) * 8));
+  TAMOE_CHECK_CUDA_COLL(
+      kernels::permute_slots(expert_ids, slots, N, rows, cnt,
+                             work.reserve(kernels::permute_slots_workspace_bytes(N)), stream));
+  std::vector<int64_t> send_de(N);
+  TAMOE_CHECK_CUDA_COLL(
+      cudaMemcpyAsync(send_de.data(), cnt, N * sizeof(int64_t), cudaMemcpyDeviceToHost, stream));
+  TAMOE_CHECK_CUDA_COLL(cudaStreamSynchronize(stream));
+  std::vector<int64_t> recv_se(static_cast<size_t>(P) * E);
+  TAMOE_CHECK_MPI(
+      MPI_Alltoall(send_de.data(), E, MPI_INT64_T, recv_se.data(), E, MPI_INT64_T, g.world()));
+  std::vector<int64_t> send_tot(P, 0), recv_tot(P, 0);
+  for (int d = 0; d < P; ++d)
+    for (int e = 0; e < E; ++e) {
+      send_tot[d] += send_de[d * E + e];
+      recv_tot[d] += recv_se[d * E + e];
+    }
+  h->counts_ = exchange_counts(g, send_tot.data(), recv_tot.data());
+  h->counts_t_.P = P;
+  h->counts_t_.c.resize(h->counts_.c.size());
+  for (int i = 0; i < P; ++i)
+    for (int j = 0; j < P; ++j)
+      h->counts_t_.c[static_cast<size_t>(j) * P + i] = h->counts_.at(i, j);
+  for (int64_t v : send_tot) h->send_rows_ += v;
+  for (int64_t v : recv_tot) h->recv_rows_ += v;
+  h->recv_se_off_ = packed_displs(recv_se.data(), P * E);
+  h->recv_es_.resize(static_cast<size_t>(E) * P);
+  for (int e = 0; e < E; ++e)
+    for (int s = 0; s < P; ++s) h->recv_es_[e * P + s] = recv_se[s * E + e];
+  h->recv_es_off_ = packed_displs(h->recv_es_.data(), E * P);
+  // Both reorder block lists, uploaded once: [0, 3B) source-major -> expert-major, [3B, 6B) back.
+  const int B = P * E;
+  std::vector<int64_t> lists(6 * static_cast<size_t>(B));
+  for (int s = 0; s < P; ++s)
+    for (int e = 0; e < E; ++e) {
+      int b = s * E + e;
+      int64_t se = h->recv_se_off_[b], es = h->recv_es_off_[e * P + s], n = recv_se[b];
+      lists[b] = se;
+      lists[B + b] = es;
+      lists[2 * B + b] = n;
+      lists[3 * B + b] = es;
+      lists[4 * B + b] = se;
+      lists[5 * B + b] = n;
+    }
+  void* d = h->blocks_.reserve(lists.size() * sizeof(int64_t));
+  TAMOE_CHECK_CUDA_COLL(cudaMemcpyAsync(d, lists.data(), lists.size() * sizeof(int64_t),
+                                        cudaMemcpyHostToDevice, stream));
+  TAMOE_CHECK_CUDA_COLL(cudaStreamSynchronize(stream));
+  return h;
+}
+
+void DeviceDispatch::reorder(const void* src, void* dst, int64_t row_bytes, bool to_expert_major,
+                             cudaStream_t stream) {
+  const int B = P_ * shape_.experts_per_rank;
+  const auto* l = static_cast<const int64_t*>(blocks_.get()) + (to_expert_major ? 0 : 3 * B);
+  TAMOE_CHECK_CUDA_COLL(
+      kernels::copy_row_blocks(src, dst, l, l + B, l + 2 * B, B, row_bytes, stream));
+}
+
+void DeviceDispatch::forward_rows(const void* send_rows, int64_t row_bytes, void* expert_rows,
+                                  cudaStream_t stream) {
+  void* st = stage_.reserve(std::max<int64_t>(1, recv_rows_ * row_bytes));
+  last_ = a2a_->run(counts_, DeviceBuffers{send_rows, st, row_bytes, nullptr, nullptr}, stream);
+  reorder(st, expert_rows, row_bytes, true, stream);
+}
+
+void DeviceDispatch::reverse_rows(const void* expert_rows, int64_t row_bytes, void* send_rows,
+                                  cudaStream_t stream) {
+  void* st = stage_.reserve(std::max<int64_t>(1, recv_rows_ * row_bytes));
+  reorder(expert_rows, st, row_bytes, false, stream);
+  last_ = a2a_->run(counts_t_, DeviceBuffers{st, send_rows, row_bytes, nullptr, nullptr}, stream);
+}
+
+void DeviceDispatch::dispatch(const void* x, int64_t hidden, DType dtype, void* recv,
+                              cudaStream_t stream) {
+  const int64_t rb = hidden * dtype_bytes(dtype);
+  void* s = send_.reserve(std::max<int64_t>(1, send_rows_ * rb));
+  TAMOE_CHECK_CUDA_COLL(kernels::permute_rows(x, static_cast<const int64_t*>(slot_row_.get()),
+                                              shape_.tokens, shape_.k, rb, s, stream));
+  forward_rows(s, rb, recv, stream);
+}
+
+void DeviceDispatch::combine(const void* y, const float* weights, int64_t hidden, DType dtype,
+                             void* out, cudaStream_t stream) {
+  const int64_t rb = hidden * dtype_bytes(dtype);
+  void* r = returned_.reserve(std::max<int64_t>(1, send_rows_ * rb));
+  reverse_rows(y, rb, r, stream);
+  returned_hidden_ = hidden;
+  returned_dtype_ = dtype;
+  TAMOE_CHECK_CUDA_COLL(kernels::unpermute_combine(r, static_cast<const int64_t*>(slot_row_.get()),
+                                                   weights, shape_.tokens, shape_.k, hidden,
+                                                   static_cast<int>(dtype), out, stream));
+}
+
+void DeviceDispatch::dispatch_backward(const void* grad_recv, int64_t hidden, DType dtype,
+                                       void* grad_x, cudaStream_t stream) {
+  const int64_t rb = hidden * dtype_bytes(dtype);
+  void* s = send_.reserve(std::max<int64_t>(1, send_rows_ * rb));
+  reverse_rows(grad_recv, rb, s, stream);
+  TAMOE_CHECK_CUDA_COLL(kernels::unpermute_combine(s, static_cast<const int64_t*>(slot_row_.get()),
+                                                   nullptr, shape_.tokens, shape_.k, hidden,
+                                                   static_cast<int>(dtype), grad_x, stream));
+}
+
+void DeviceDispatch::combine_backward(const void* grad_out, const float* weights, int64_t hidden,
+                                      DType dtype, void* grad_y, float* grad_weights,
+                                      cudaStream_t stream) {
+  if (returned_hidden_ != hidden || returned_dtype_ != dtype)
+    fail(Status::invalid_argument, "DeviceDispatch::combine_backward",
+         str("a combine with hidden ", hidden, " and dtype ", dtype_name(dtype), " before"),
+         returned_hidden_ < 0
+             ? std::string("no combine")
+             : str("hidden ", returned_hidden_, ", ", dtype_name(returned_dtype_)));
+  const int64_t rb = hidden * dtype_bytes(dtype);
+  void* s = send_.reserve(std::max<int64_t>(1, send_rows_ * rb));
+  TAMOE_CHECK_CUDA_COLL(kernels::combine_backward_scatter(
+      grad_out, returned_.get(), static_cast<const int64_t*>(slot_row_.get()), weights,
+      shape_.tokens, shape_.k, hidden, static_cast<int>(dtype), s, grad_weights, stream));
+  forward_rows(s, rb, grad_y, stream);
+}
+
+}  // namespace tamoe::coll
