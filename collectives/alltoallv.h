@@ -41,6 +41,9 @@ struct CountMatrix {
 // count (naming the rank and destination).
 CountMatrix exchange_counts(const Groups& g, const int64_t* sendcounts, const int64_t* recvcounts);
 
+// Packed displacements of a count vector (exclusive prefix sum).
+std::vector<int64_t> packed_displs(const int64_t* counts, int n);
+
 // Host buffers. Displacements in elements; nullptr means packed in rank order.
 struct HostBuffers {
   const void* send = nullptr;

@@ -35,7 +35,4 @@ struct HierPlan {
 HierPlan make_hier_plan(const Groups& g, const CountMatrix& counts, const int64_t* sdispls,
                         const int64_t* rdispls, bool inter_first);
 
-// Packed displacements of a count vector.
-std::vector<int64_t> packed_displs(const int64_t* counts, int n);
-
 }  // namespace tamoe::coll
