@@ -45,30 +45,47 @@ void check_hidden(int64_t hidden, const char* where) {
 
 }  // namespace
 
+void check_routing_input(const Groups& g, const int32_t* expert_ids, const DispatchShape& shape,
+                         const char* who) {
+  const int P = g.size();
+  const int E = shape.experts_per_rank;
+  std::string mine;
+  if (shape.tokens < 0 || shape.k < 1 || E < 1) {
+    mine = str(who, " on rank ", g.rank(), ": expected tokens >= 0, k >= 1, experts_per_rank >= 1",
+               ", found tokens=", shape.tokens, " k=", shape.k, " experts_per_rank=", E);
+  } else {
+    const int64_t nexperts = static_cast<int64_t>(P) * E;
+    for (int64_t s = 0; s < shape.tokens * shape.k && mine.empty(); ++s)
+      if (expert_ids[s] < -1 || expert_ids[s] >= nexperts)
+        mine = str(who, ": expert_ids[", s, "] (token ", s / shape.k, ", slot ", s % shape.k,
+                   ") on rank ", g.rank(), ": expected -1 (dropped) or a global expert id in [0, ",
+                   nexperts, "), found ", expert_ids[s]);
+  }
+  int bad[3] = {mine.empty() ? P : g.rank(), E, -E};  // MIN: first bad rank, min E, max E
+  TAMOE_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, bad, 3, MPI_INT, MPI_MIN, g.world()));
+  if (!mine.empty()) throw Error(Status::invalid_argument, mine);
+  if (bad[0] < P)
+    fail(Status::invalid_argument, str(who, " on rank ", g.rank()),
+         "valid routing input on every rank",
+         str("bad input on rank ", bad[0], " (its error names the slot)"));
+  if (bad[1] != -bad[2])
+    fail(Status::mismatch, str(who, " on rank ", g.rank()),
+         "the same experts_per_rank on every rank", str("values from ", bad[1], " to ", -bad[2]));
+}
+
 HostDispatch HostDispatch::create(AllToAll& a2a, const int32_t* expert_ids,
                                   const DispatchShape& shape) {
   const Groups& g = a2a.groups();
   const int P = g.size();
   const int E = shape.experts_per_rank;
-  if (shape.tokens < 0 || shape.k < 1 || E < 1)
-    fail(Status::invalid_argument, str("HostDispatch::create on rank ", g.rank()),
-         "tokens >= 0, k >= 1, experts_per_rank >= 1",
-         str("tokens=", shape.tokens, " k=", shape.k, " experts_per_rank=", E));
+  check_routing_input(g, expert_ids, shape, "HostDispatch::create");
   HostDispatch h(a2a);
   h.shape_ = shape;
   h.P_ = P;
   const int64_t slots = shape.tokens * shape.k;
-  const int64_t nexperts = static_cast<int64_t>(P) * E;
   std::vector<int64_t> send_de(static_cast<size_t>(P) * E, 0);
-  for (int64_t s = 0; s < slots; ++s) {
-    int32_t e = expert_ids[s];
-    if (e < -1 || e >= nexperts)
-      fail(Status::invalid_argument,
-           str("expert_ids[", s, "] (token ", s / shape.k, ", slot ", s % shape.k, ") on rank ",
-               g.rank()),
-           str("-1 (dropped) or a global expert id in [0, ", nexperts, ")"), str(e));
-    if (e >= 0) send_de[e]++;  // e == dest * E + local expert
-  }
+  for (int64_t s = 0; s < slots; ++s)
+    if (expert_ids[s] >= 0) send_de[expert_ids[s]]++;  // id == dest * E + local expert
   std::vector<int64_t> off = packed_displs(send_de.data(), P * E);
   h.slot_row_.assign(slots, -1);
   for (int64_t s = 0; s < slots; ++s)

@@ -34,6 +34,13 @@ struct DispatchShape {
   int experts_per_rank = 1;  // same on every rank
 };
 
+// Collective: checks the shape and host copies of the expert ids on every rank, then agrees, so
+// bad input on one rank makes every rank throw (that rank with the detail: token, slot, value;
+// the others naming it) instead of leaving them in the count exchange. experts_per_rank must be
+// the same everywhere (Status::mismatch otherwise).
+void check_routing_input(const Groups& g, const int32_t* expert_ids, const DispatchShape& shape,
+                         const char* who);
+
 class HostDispatch {
  public:
   // Collective: counts slots per (dest rank, local expert), exchanges them (one MPI_Alltoall of

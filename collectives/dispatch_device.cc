@@ -14,23 +14,14 @@ std::unique_ptr<DeviceDispatch> DeviceDispatch::create(DeviceAllToAll& a2a,
                                                        cudaStream_t stream) {
   const Groups& g = a2a.groups();
   const int P = g.size(), E = shape.experts_per_rank;
-  if (shape.tokens < 0 || shape.k < 1 || E < 1)
-    fail(Status::invalid_argument, str("DeviceDispatch::create on rank ", g.rank()),
-         "tokens >= 0, k >= 1, experts_per_rank >= 1",
-         str("tokens=", shape.tokens, " k=", shape.k, " experts_per_rank=", E));
   // Ids are checked on the host (a small copy) so a bad one gets a message naming its slot.
-  std::vector<int32_t> ids(shape.tokens * shape.k);
+  std::vector<int32_t> ids(std::max<int64_t>(0, shape.tokens * shape.k));
   if (!ids.empty()) {
     TAMOE_CHECK_CUDA_COLL(cudaMemcpyAsync(ids.data(), expert_ids, ids.size() * sizeof(int32_t),
                                           cudaMemcpyDeviceToHost, stream));
     TAMOE_CHECK_CUDA_COLL(cudaStreamSynchronize(stream));
   }
-  for (size_t s = 0; s < ids.size(); ++s)
-    if (ids[s] < -1 || ids[s] >= P * E)
-      fail(Status::invalid_argument,
-           str("expert_ids[", s, "] (token ", s / shape.k, ", slot ", s % shape.k, ") on rank ",
-               g.rank()),
-           str("-1 (dropped) or a global expert id in [0, ", P * E, ")"), str(ids[s]));
+  check_routing_input(g, ids.data(), shape, "DeviceDispatch::create");
   std::unique_ptr<DeviceDispatch> h(new DeviceDispatch(a2a));
   h->shape_ = shape;
   h->P_ = P;

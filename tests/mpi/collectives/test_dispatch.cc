@@ -151,18 +151,29 @@ TEST_CASE("dispatch layout and combine(dispatch(x)) match a serial reference", "
   }
 }
 
-TEST_CASE("bad expert ids name the token and the rank", "[coll][dispatch]") {
-  const int P = tamoe::test::world_size();
+TEST_CASE("bad expert ids on one rank make every rank throw, naming it", "[coll][dispatch]") {
+  const int P = tamoe::test::world_size(), me = tamoe::test::world_rank();
   Groups g = Groups::from_nodes(MPI_COMM_WORLD, std::vector<int>(P, 0));
   AllToAll a2a(g, AllToAllOptions{nullptr, "mpi"});
-  std::vector<int32_t> ids = {0, static_cast<int32_t>(P * 2)};
+  const int bad_rank = P - 1;
+  std::vector<int32_t> ids = {0, me == bad_rank ? static_cast<int32_t>(P * 2) : -1};
   try {
     HostDispatch::create(a2a, ids.data(), DispatchShape{1, 2, 2});
     FAIL("no error");
   } catch (const tamoe::Error& e) {
     std::string msg = e.what();
-    CHECK(msg.find("token 0, slot 1") != std::string::npos);
-    CHECK(msg.find(tamoe::str("[0, ", 2 * P, ")")) != std::string::npos);
+    if (me == bad_rank) {
+      CHECK(msg.find("token 0, slot 1") != std::string::npos);
+      CHECK(msg.find(tamoe::str("[0, ", 2 * P, ")")) != std::string::npos);
+    } else {
+      CHECK(msg.find(tamoe::str("bad input on rank ", bad_rank)) != std::string::npos);
+    }
+  }
+  // experts_per_rank that differs across ranks is a mismatch, seen everywhere.
+  if (P > 1) {
+    std::vector<int32_t> none;
+    CHECK_THROWS_AS(HostDispatch::create(a2a, none.data(), DispatchShape{0, 1, me == 0 ? 2 : 1}),
+                    tamoe::Error);
   }
 }
 
