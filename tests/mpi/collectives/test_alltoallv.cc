@@ -7,6 +7,7 @@
 #include "collectives/alltoallv.h"
 #include "layouts.h"
 #include "runtime/error.h"
+#include "topology/cluster.h"
 #include "topology/synthetic.h"
 
 using namespace tamoe::coll;
@@ -183,5 +184,27 @@ TEST_CASE("the cost model picks hierarchical for small and flat for large messag
     AlgoSpec forced = parse_algo_spec("pairwise@0-1K", AllToAll::algorithm_names());
     CHECK(list[select_algorithm(list, g, small, 8, &model, forced, &why)]->name() == "pairwise");
     CHECK(check_exchange(a, g, random_counts(P, 11, 0), "").rfind("hier", 0) == 0);
+  }
+}
+
+TEST_CASE("groups from a topo::Cluster with virtual nodes run hierarchical", "[coll][a2a]") {
+  const int P = tamoe::test::world_size();
+  for (int v : {2, 3, 4}) {
+    if (P % v != 0) {
+      // The cluster layer refuses a split that would leave uneven virtual nodes.
+      CHECK_THROWS_AS(tamoe::topo::Cluster::create(MPI_COMM_WORLD, tamoe::topo::ClusterOptions{v}),
+                      Error);
+      continue;
+    }
+    tamoe::topo::Cluster c = tamoe::topo::Cluster::create(MPI_COMM_WORLD, {v});
+    Groups g = Groups::from_cluster(c);
+    REQUIRE(g.uniform());
+    CHECK(g.nnodes() == v);
+    CHECK(g.ranks_per_node() == P / v);
+    AllToAll a(g, AllToAllOptions{nullptr, "mpi"});
+    for (std::string algo : {"hier", "hier_inter_first"}) {
+      INFO("virtual nodes " << v << " algo " << algo);
+      CHECK(check_exchange(a, g, random_counts(P, 50 + v, 0), algo) == algo);
+    }
   }
 }
