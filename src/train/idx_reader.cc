@@ -3,7 +3,6 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -37,22 +36,26 @@ class GzReader {
   GzReader(const GzReader&) = delete;
   GzReader& operator=(const GzReader&) = delete;
 
-  // Reads exactly n bytes or throws naming `what`.
-  void read(void* dst, size_t n, const std::string& what) {
-    auto* out = static_cast<unsigned char*>(dst);
+  // Reads exactly n bytes into out (resized to n) or throws naming `what`. The buffer grows as data
+  // arrives, so a corrupt header claiming billions of items ends in a "truncated" error, not in
+  // an allocation of that size.
+  void read(std::vector<uint8_t>& out, size_t n, const std::string& what) {
+    constexpr size_t kChunk = size_t{16} << 20;
+    out.clear();
+    out.reserve(std::min(n, kChunk));
     size_t done = 0;
     while (done < n) {
-      // gzread takes an unsigned count; read in chunks below 2^30.
-      const unsigned chunk = static_cast<unsigned>(std::min<size_t>(n - done, size_t{1} << 30));
-      const int got = gzread(file_, out + done, chunk);
+      const size_t chunk = std::min(n - done, kChunk);
+      out.resize(done + chunk);
+      const int got = gzread(file_, out.data() + done, static_cast<unsigned>(chunk));
       if (got < 0) {
         int code = 0;
         const char* msg = gzerror(file_, &code);
         fail(Status::invalid_input, path_, str(n, " bytes of ", what),
              str("a read error after ", done, " bytes (", msg != nullptr ? msg : "?", ")"));
       }
-      if (got == 0) break;
       done += static_cast<size_t>(got);
+      if (static_cast<size_t>(got) < chunk) break;
     }
     if (done < n) {
       // A truncated gzip stream reports "unexpected end of file" through gzerror.
@@ -65,8 +68,8 @@ class GzReader {
   }
 
   uint32_t read_be32(const std::string& what) {
-    std::array<unsigned char, 4> b{};
-    read(b.data(), b.size(), what);
+    std::vector<uint8_t> b;
+    read(b, 4, what);
     return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
   }
 
@@ -107,8 +110,7 @@ IdxImages read_idx_images(const std::string& path, int64_t max_count) {
   out.count = items_to_read(count, max_count);
   out.rows = static_cast<int>(rows);
   out.cols = static_cast<int>(cols);
-  out.pixels.resize(static_cast<size_t>(out.count) * rows * cols);
-  in.read(out.pixels.data(), out.pixels.size(),
+  in.read(out.pixels, static_cast<size_t>(out.count) * rows * cols,
           str("pixel data (", out.count, " images x ", rows, " x ", cols, ")"));
   return out;
 }
@@ -125,8 +127,7 @@ IdxLabels read_idx_labels(const std::string& path, int64_t max_count) {
   const uint32_t count = in.read_be32("idx header (count)");
   out.count_in_file = count;
   out.count = items_to_read(count, max_count);
-  out.labels.resize(static_cast<size_t>(out.count));
-  in.read(out.labels.data(), out.labels.size(), str("labels (", out.count, " labels)"));
+  in.read(out.labels, static_cast<size_t>(out.count), str("labels (", out.count, " labels)"));
   return out;
 }
 

@@ -176,6 +176,12 @@ TEST_CASE("idx: bad files are rejected naming the file and the problem", "[train
     // The first 2 images are intact and can still be read.
     REQUIRE(read_idx_images((d / "short").string(), 2).count == 2);
   }
+  SECTION("a header claiming a billion images") {
+    write_idx(d / "huge.gz", 0x803, {1000000000u, 28, 28}, pixels(2, 28, 28), true);
+    const std::string e = error_of([&] { read_idx_images((d / "huge.gz").string()); });
+    REQUIRE(contains(e, "784000000000 bytes of pixel data"));
+    REQUIRE(contains(e, "found 1568 bytes (file truncated"));
+  }
   SECTION("truncated gzip stream") {
     const int big = 2000;
     write_idx(d / "full.gz", 0x803, {big, 8, 8}, pixels(big, 8, 8), true);
