@@ -9,7 +9,7 @@ build=${1:-$here/build}
 shift || true
 
 pkgs=(cmake ninja-build g++ pkg-config libopenmpi-dev openmpi-bin libhwloc-dev hwloc libeigen3-dev catch2
-      libcli11-dev nlohmann-json3-dev coinor-libclp-dev iproute2 clang-format)
+      libcli11-dev nlohmann-json3-dev coinor-libclp-dev zlib1g-dev iproute2 clang-format)
 optional_pkgs=(dataset-fashion-mnist)
 
 missing=()
