@@ -1,5 +1,5 @@
 // A thin interface to COIN-OR CLP: a linear program as bounds + sparse triplets, solved by the
-// dual simplex. Keeps CLP headers out of the planner's public headers.
+// simplex. Keeps CLP headers out of the planner's public headers.
 #pragma once
 
 #include <string>
@@ -30,9 +30,9 @@ struct LpSolution {
 
 // True when tamoe was built with CLP.
 bool have_clp();
-// Solves with CLP's dual simplex at tight tolerances (1e-10 primal) so plans meet their marginals.
-// Throws tamoe::Error (Status::unavailable without CLP, Status::internal when CLP does not report
-// an optimum) naming `where`.
+// Solves with CLP (presolve + its choice of simplex) at tight tolerances (1e-10 primal) so plans
+// meet their marginals. Throws tamoe::Error (Status::unavailable without CLP, Status::internal when
+// CLP does not report an optimum) naming `where`.
 LpSolution solve_lp(const LinearProgram& lp, const std::string& where);
 
 }  // namespace tamoe::plan

@@ -60,7 +60,7 @@ struct Plan {
   double kl_budget = -1;  // when >= 0, the Sinkhorn plan was tuned to this KL (nats)
   double eps = 0;         // Sinkhorn temperature (relative to the largest route cost), 0 otherwise
   std::string source;     // where the cost model came from
-  std::string solver;     // "clp dual simplex", "reduced lp (clp)", "bounded sinkhorn", ...
+  std::string solver;  // "clp, epigraph LP", "symmetry-reduced LP (clp)", "bounded sinkhorn", ...
   double solve_seconds = 0;
   int iterations = 0;
 

@@ -167,8 +167,7 @@ Plan make_plan(const topo::CostModel& cm, const MoeShape& shape, const PlanOptio
     case Mode::lp: {
       LpPlanResult r = solve_dispatch_lp(cm, V, opt.rho);
       p.x = std::move(r.x);
-      p.solver = str("clp dual simplex, epigraph LP (", P * P + 1, " columns, ", r.link_rows,
-                     " link rows)");
+      p.solver = str("clp, epigraph LP (", P * P + 1, " columns, ", r.link_rows, " link rows)");
       p.iterations = r.iterations;
       break;
     }
