@@ -24,6 +24,13 @@ void BiasController::set_target(const Eigen::VectorXd& target) {
   target_ = target;
 }
 
+void BiasController::set_bias(const Eigen::VectorXd& bias) {
+  TAMOE_CHECK_ARG(bias.size() == target_.size() && bias.allFinite(), "BiasController::set_bias",
+                  str("size ", target_.size(), ", finite"), str("size ", bias.size()));
+  bias_ = bias;
+  bias_f_ = bias_.cast<float>();
+}
+
 void BiasController::update(const std::vector<int64_t>& count) {
   TAMOE_CHECK_ARG(static_cast<Eigen::Index>(count.size()) == target_.size(),
                   "BiasController::update: expert_count", str("size ", target_.size()),

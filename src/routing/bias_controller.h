@@ -35,6 +35,9 @@ class BiasController {
   const Eigen::VectorXf& bias() const { return bias_f_; }
   const Eigen::VectorXd& target() const { return target_; }
   void set_target(const Eigen::VectorXd& target);  // re-planning keeps the current bias
+  // Restores a saved bias (checkpoint resume); size N, finite.
+  void set_bias(const Eigen::VectorXd& bias);
+  Eigen::VectorXd bias_double() const { return bias_; }
   int64_t steps() const { return steps_; }
 
  private:
