@@ -45,7 +45,9 @@ struct Metrics {
   double plan_bw_seconds = 0;           // its bandwidth part (what the planner minimizes)
   double plan_lat_seconds = 0;          // its latency part
   double uniform_seconds = 0;           // predicted time of uniform routing X = 1/P
+  double uniform_bw_seconds = 0;        // its bandwidth part
   double speedup = 1;                   // uniform_seconds / plan_seconds
+  double bw_speedup = 1;                // uniform_bw_seconds / plan_bw_seconds (latency left out)
   std::array<double, kLevels> share{};  // fraction of all token-copies kept at each level
   std::array<double, kLevels> ladder{};  // mean X_ij over the pairs of each level (0 if none)
   std::array<int64_t, kLevels> pairs_per_row{};  // how many destinations each level has per rank

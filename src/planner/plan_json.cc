@@ -108,7 +108,9 @@ json Plan::to_json() const {
                     {"plan_bw_s", m.plan_bw_seconds},
                     {"plan_lat_s", m.plan_lat_seconds},
                     {"uniform_s", m.uniform_seconds},
-                    {"speedup", m.speedup}};
+                    {"uniform_bw_s", m.uniform_bw_seconds},
+                    {"speedup", m.speedup},
+                    {"bw_speedup", m.bw_speedup}};
   j["shares"] = levels_json(m.share);
   j["ladder_profile"] = levels_json(m.ladder);
   j["kl_from_uniform"] = m.kl_from_uniform;
@@ -208,12 +210,17 @@ Plan Plan::from_json(const json& j, const std::string& where) {
   if (j.contains("predicted")) {
     const json& pr = j["predicted"];
     std::string w = where + ".predicted";
-    check_fields(pr, w, {"plan_s", "plan_bw_s", "plan_lat_s", "uniform_s", "speedup"});
+    check_fields(pr, w,
+                 {"plan_s", "plan_bw_s", "plan_lat_s", "uniform_s", "uniform_bw_s", "speedup",
+                  "bw_speedup"});
     Metrics& m = p.metrics;
     m.plan_seconds = number(need(pr, "plan_s", w), w + ".plan_s");
     m.uniform_seconds = number(need(pr, "uniform_s", w), w + ".uniform_s");
     m.speedup = number(need(pr, "speedup", w), w + ".speedup");
     if (pr.contains("plan_bw_s")) m.plan_bw_seconds = number(pr["plan_bw_s"], w + ".plan_bw_s");
+    if (pr.contains("uniform_bw_s"))
+      m.uniform_bw_seconds = number(pr["uniform_bw_s"], w + ".uniform_bw_s");
+    if (pr.contains("bw_speedup")) m.bw_speedup = number(pr["bw_speedup"], w + ".bw_speedup");
     if (pr.contains("plan_lat_s")) m.plan_lat_seconds = number(pr["plan_lat_s"], w + ".plan_lat_s");
     if (m.plan_seconds < 0 || m.uniform_seconds < 0 || m.speedup < 0)
       fail(Status::invalid_input, w, "non-negative times and speedup",

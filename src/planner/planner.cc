@@ -121,7 +121,9 @@ void predict_metrics(Plan& p, const topo::CostModel& cm) {
   m.plan_bw_seconds = pr.bandwidth_seconds;
   m.plan_lat_seconds = pr.latency_seconds;
   m.uniform_seconds = pu.seconds;
+  m.uniform_bw_seconds = pu.bandwidth_seconds;
   m.speedup = pr.seconds > 0 ? pu.seconds / pr.seconds : 1;
+  m.bw_speedup = pr.bandwidth_seconds > 0 ? pu.bandwidth_seconds / pr.bandwidth_seconds : 1;
 }
 
 Plan make_plan(const topo::CostModel& cm, const MoeShape& shape, const PlanOptions& opt) {
@@ -237,7 +239,9 @@ Plan make_plan(const topo::SyntheticCluster& c, const MoeShape& shape, const Pla
   m.plan_bw_seconds = tp.bw_seconds;
   m.plan_lat_seconds = tp.lat_seconds;
   m.uniform_seconds = tu.seconds();
+  m.uniform_bw_seconds = tu.bw_seconds;
   m.speedup = tp.seconds() > 0 ? tu.seconds() / tp.seconds() : 1;
+  m.bw_speedup = tp.bw_seconds > 0 ? tu.bw_seconds / tp.bw_seconds : 1;
   p.solve_seconds = seconds_since(t0);
   return p;
 }
