@@ -34,11 +34,15 @@ struct GateParams {
   int nodes = 1;                      // number of nodes, at most kGateMaxNodes when max_nodes > 0
   int max_nodes = 0;                  // node limit M (0 or >= nodes: off)
   int node_score_top = 2;             // g: group score = sum of a node's top-g keys
+  // gate_topk only: zero expert_count on `stream` first (instead of adding to it). On sm_90 the
+  // zeroing kernel overlaps the top-k kernel's start (programmatic dependent launch), which saves
+  // a separate memset's launch gap per step.
+  bool zero_count = false;
 };
 
 // Scores and top-k. In: logits (S x N), bias (N, or null). Out: expert_ids and scores (S x k,
 // slot order = key descending), lse (S, softmax log-sum-exp of the logits; may be null),
-// expert_count (N; counts are ADDED, zero it first; may be null), first_nonfinite (device
+// expert_count (N; counts are ADDED unless p.zero_count; may be null), first_nonfinite (device
 // scalar; may be null): set to the smallest token*N + expert whose logit is NaN/Inf, or left at
 // UINT64_MAX (the launcher initialises it).
 cudaError_t gate_topk(const GateParams& p, const float* logits, const float* bias,

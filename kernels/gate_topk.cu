@@ -1,5 +1,6 @@
 // Scoring + top-k (+ bias, node limit) with per-expert counting, and the plain counting kernel.
 #include "kernels/gate_device.cuh"
+#include "kernels/gate_topk_fast.cuh"
 
 namespace tamoe::kernels {
 
@@ -169,6 +170,14 @@ cudaError_t gate_topk(const GateParams& p, const float* logits, const float* bia
                       int32_t* expert_ids, float* scores, float* lse, int32_t* expert_count,
                       unsigned long long* first_nonfinite, cudaStream_t stream) {
   if (!params_ok(p)) return cudaErrorInvalidValue;
+  if (detail::topk_fast_supported(p, logits, bias))
+    return detail::topk_fast(p, logits, bias, expert_ids, scores, lse, expert_count,
+                             first_nonfinite, stream);
+  // General path: node limit, k > 8, N not a multiple of 4 or unaligned pointers.
+  if (p.zero_count && expert_count) {
+    const cudaError_t rc = cudaMemsetAsync(expert_count, 0, sizeof(int32_t) * p.experts, stream);
+    if (rc != cudaSuccess) return rc;
+  }
   if (first_nonfinite) {
     const cudaError_t rc = cudaMemsetAsync(first_nonfinite, 0xff, sizeof(*first_nonfinite), stream);
     if (rc != cudaSuccess) return rc;

@@ -1,21 +1,27 @@
 // tamoe-bench-gate: time the CUDA gate (scoring + top-k + bias + per-expert counting) for S tokens
 // over N experts and k, and compare the bytes it must move (logits in; ids, scores, lse out) with
 // the device-to-device copy bandwidth measured on the same GPU. Buffers rotate over more than the
-// L2 cache so every iteration reads from HBM. Exits with status 77 (skipped) without a GPU.
+// L2 cache so every iteration reads from HBM. Before timing, every point is checked against the
+// host gate (route::select_topk) on its random logits and on a copy rounded to halves (many exact
+// ties): #wrong counts ids that differ, scores off by more than 1e-5 relative and wrong expert
+// counts. Exits with status 77 (skipped) without a GPU, 1 when anything was wrong.
 //
 //   tamoe-bench-gate [--tokens 65536] [--experts 64,128,256] [--k 2,4,8] [--iters 50]
 #include <cuda_runtime_api.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "kernels/gate_kernels.h"
+#include "routing/gate.h"
 
 namespace K = tamoe::kernels;
+namespace R = tamoe::route;
 
 namespace {
 
@@ -57,6 +63,34 @@ double copy_bw_gbps(int iters) {
   return 2.0 * bytes / s / 1e9;
 }
 
+// Mismatches of one gate_topk call on `z` (uploaded to dz) against the host gate.
+int64_t verify(const K::GateParams& p, const R::MatrixRf& z, const Eigen::VectorXf& hbias,
+               float* dz, const float* bias, int32_t* ids, float* scores, float* lse,
+               int32_t* count) {
+  const int64_t s = p.tokens;
+  const int n = p.experts, k = p.k;
+  check(cudaMemcpy(dz, z.data(), sizeof(float) * s * n, cudaMemcpyHostToDevice), "upload");
+  K::GateParams q = p;
+  q.zero_count = true;
+  check(K::gate_topk(q, dz, bias, ids, scores, lse, count, nullptr, 0), "gate_topk (verify)");
+  std::vector<int32_t> hid(s * k), hcount(n);
+  std::vector<float> hsc(s * k);
+  check(cudaMemcpy(hid.data(), ids, sizeof(int32_t) * s * k, cudaMemcpyDeviceToHost), "download");
+  check(cudaMemcpy(hsc.data(), scores, sizeof(float) * s * k, cudaMemcpyDeviceToHost), "download");
+  check(cudaMemcpy(hcount.data(), count, sizeof(int32_t) * n, cudaMemcpyDeviceToHost), "download");
+  R::GateOptions o;
+  o.k = k;
+  const R::TopK host =
+      R::select_topk(z, hbias, R::ExpertLayout::regular(p.ranks, p.experts_per_rank, 1), o);
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < s * k; ++i) {
+    const double want = host.score.data()[i];
+    wrong += hid[i] != host.expert.data()[i] || std::abs(hsc[i] - want) > 1e-5 * std::abs(want);
+  }
+  for (int e = 0; e < n; ++e) wrong += hcount[e] != host.expert_count[e];
+  return wrong;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -88,7 +122,9 @@ int main(int argc, char** argv) {
               prop.l2CacheSize >> 20);
   std::printf("# device copy bandwidth (read+write): %.1f GB/s\n", copy_gbps);
   std::printf("# bytes = logits S*N*4 + bias N*4 + ids/scores S*k*8 + lse S*4\n");
-  std::printf("%8s %6s %3s %10s %10s %8s\n", "tokens", "N", "k", "time_us", "GB/s", "%copy");
+  std::printf("%8s %6s %3s %10s %10s %8s %7s\n", "tokens", "N", "k", "time_us", "GB/s", "%copy",
+              "#wrong");
+  int64_t total_wrong = 0;
 
   cudaEvent_t a, b;
   cudaEventCreate(&a);
@@ -103,15 +139,16 @@ int main(int argc, char** argv) {
     }
     const size_t logit_bytes = size_t(tokens) * n * sizeof(float);
     const int copies = static_cast<int>(std::max<size_t>(2, kRotateBytes / logit_bytes));
-    std::vector<float> host(size_t(tokens) * n);
-    for (auto& v : host) v = d(rng);
+    R::MatrixRf host(tokens, n);
+    for (int64_t i = 0; i < host.size(); ++i) host.data()[i] = d(rng);
+    const R::MatrixRf ties = (host.array() * 2.0f).round() / 2.0f;
     std::vector<float*> logits(copies);
     for (auto& p : logits) {
       check(cudaMalloc(reinterpret_cast<void**>(&p), logit_bytes), "cudaMalloc logits");
       check(cudaMemcpy(p, host.data(), logit_bytes, cudaMemcpyHostToDevice), "upload");
     }
-    std::vector<float> hbias(n);
-    for (auto& v : hbias) v = 0.1f * d(rng);
+    Eigen::VectorXf hbias(n);
+    for (int e = 0; e < n; ++e) hbias[e] = 0.1f * d(rng);
     float *bias = nullptr, *scores = nullptr, *lse = nullptr;
     int32_t *ids = nullptr, *count = nullptr;
     const int kmax = *std::max_element(ks.begin(), ks.end());
@@ -129,8 +166,13 @@ int main(int argc, char** argv) {
       p.k = k;
       p.experts_per_rank = experts_per_rank;
       p.ranks = n / experts_per_rank;
+      p.zero_count = true;  // the counts are zeroed inside the timed step
+      // Rounded logits without bias: many exactly equal keys (and -0 next to +0).
+      int64_t wrong =
+          verify(p, ties, Eigen::VectorXf(), logits[0], nullptr, ids, scores, lse, count);
+      wrong += verify(p, host, hbias, logits[0], bias, ids, scores, lse, count);
+      total_wrong += wrong;
       auto step = [&](int i) {
-        cudaMemsetAsync(count, 0, n * sizeof(int32_t));
         check(K::gate_topk(p, logits[i % copies], bias, ids, scores, lse, count, nullptr, 0),
               "gate_topk");
       };
@@ -144,8 +186,8 @@ int main(int argc, char** argv) {
       const double bytes =
           double(logit_bytes) + n * 4.0 + double(tokens) * k * 8.0 + double(tokens) * 4.0;
       const double gbps = bytes / s / 1e9;
-      std::printf("%8lld %6d %3d %10.2f %10.1f %7.1f%%\n", static_cast<long long>(tokens), n, k,
-                  s * 1e6, gbps, 100.0 * gbps / copy_gbps);
+      std::printf("%8lld %6d %3d %10.2f %10.1f %7.1f%% %7lld\n", static_cast<long long>(tokens), n,
+                  k, s * 1e6, gbps, 100.0 * gbps / copy_gbps, static_cast<long long>(wrong));
     }
     for (auto* p : logits) cudaFree(p);
     cudaFree(bias);
@@ -156,5 +198,8 @@ int main(int argc, char** argv) {
   }
   cudaEventDestroy(a);
   cudaEventDestroy(b);
-  return 0;
+  if (total_wrong)
+    std::fprintf(stderr, "tamoe-bench-gate: %lld wrong results\n",
+                 static_cast<long long>(total_wrong));
+  return total_wrong ? 1 : 0;
 }

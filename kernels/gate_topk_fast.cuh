@@ -1,0 +1,24 @@
+// Fast path of gate_topk for the common case (no node limit, k <= 8, N a multiple of 4, N <= 1024,
+// 16-byte aligned logits and bias): float4 loads, a per-lane sorted top-k of keys in registers,
+// k merge rounds over lane heads only, counting in shared memory, and the count zeroing folded
+// into a tiny kernel the top-k kernel overlaps with (programmatic dependent launch).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/gate_kernels.h"
+
+namespace tamoe::kernels::detail {
+
+// Whether topk_fast handles these parameters and pointers.
+bool topk_fast_supported(const GateParams& p, const float* logits, const float* bias);
+
+// Same contract as gate_topk (which has checked p); zeroes expert_count when p.zero_count and
+// initialises first_nonfinite itself.
+cudaError_t topk_fast(const GateParams& p, const float* logits, const float* bias,
+                      int32_t* expert_ids, float* scores, float* lse, int32_t* expert_count,
+                      unsigned long long* first_nonfinite, cudaStream_t stream);
+
+}  // namespace tamoe::kernels::detail
