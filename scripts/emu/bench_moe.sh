@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One MoE layer's communication on the emulated cluster (docs/emulated_moe.md): for each
+# configuration NODESxSLOTS:RATE, a private cluster of NODES namespaces with SLOTS ranks each and
+# the inter-node links shaped to RATE runs tamoe-bench-moe, which probes the links, plans with the
+# bound rho, and times the five variants (uniform / TA routing x flat / hierarchical all-to-all,
+# plus plan-aware capacity) against the cost model's prediction.
+#
+#   scripts/emu/bench_moe.sh OUTDIR BINDIR [CONFIG...]
+#       CONFIG defaults to 2x2:1gbit 2x2:200mbit 4x2:1gbit 4x2:200mbit
+#
+# BINDIR holds tamoe-bench-moe or is a build tree with bench/moe_layer/. Per configuration OUTDIR
+# gets moe_TAG.txt (the table), moe_TAG.jsonl and model_TAG.json (the probed cost model), TAG =
+# NxS_RATE. Environment: EMU_MOE_ARGS (extra tamoe-bench-moe options; the defaults are
+# --tokens 1024 --hidden 256 --k 2 --rho 1.5 --iters 4 --rounds 3). Below 1 gbit the probe's
+# sweep stops at 1 MiB so it stays within seconds. Exit: 77 when the machine cannot run the
+# cluster, otherwise the first failing run's status.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+[ $# -ge 2 ] || {
+  echo "bench_moe.sh: expected OUTDIR BINDIR [CONFIG...], found $# argument(s)" >&2
+  exit 2
+}
+out=$(mkdir -p "$1" && cd "$1" && pwd)
+bindir=$(cd "$2" && pwd)
+shift 2
+bench=""
+for b in "$bindir/tamoe-bench-moe" "$bindir/bench/moe_layer/tamoe-bench-moe"; do
+  [ -x "$b" ] && bench=$b && break
+done
+[ -n "$bench" ] || {
+  echo "bench_moe.sh: tamoe-bench-moe not found in $bindir (or its bench/moe_layer/)" >&2
+  exit 2
+}
+configs=("$@")
+[ ${#configs[@]} -gt 0 ] || configs=(2x2:1gbit 2x2:200mbit 4x2:1gbit 4x2:200mbit)
+
+"$here/cluster.sh" check
+cd "$out"
+status=0
+for c in "${configs[@]}"; do
+  [[ $c =~ ^([0-9]+)x([0-9]+):([0-9a-z.]+)$ ]] || {
+    echo "bench_moe.sh: CONFIG: expected NODESxSLOTS:RATE such as 2x2:200mbit, found '$c'" >&2
+    exit 2
+  }
+  nodes=${BASH_REMATCH[1]} slots=${BASH_REMATCH[2]} rate=${BASH_REMATCH[3]}
+  tag="${nodes}x${slots}_$rate"
+  args=(--tokens 1024 --hidden 256 --k 2 --rho 1.5 --iters 4 --rounds 3)
+  case $rate in
+  *gbit | none) ;;
+  *) args+=(--probe-max-bytes 1M) ;;
+  esac
+  # shellcheck disable=SC2206 # EMU_MOE_ARGS is a word list on purpose
+  args+=(${EMU_MOE_ARGS:-} --save-model "model_$tag.json" --jsonl "moe_$tag.jsonl")
+  rm -f "moe_$tag.jsonl"
+  cmd=("$here/cluster.sh" run "$nodes" "$rate" --slots "$slots" --private --
+    -np $((nodes * slots)) "$bench" "${args[@]}")
+  echo "== $tag: ${cmd[*]}" | tee "moe_$tag.txt"
+  start=$(date +%s)
+  rc=0
+  "${cmd[@]}" 2>&1 | grep -v 'setpgid' | tee -a "moe_$tag.txt" || rc=$?
+  echo "== $tag: exit $rc, $(($(date +%s) - start)) s" | tee -a "moe_$tag.txt"
+  [ "$rc" = 0 ] || [ "$status" != 0 ] || status=$rc
+done
+exit "$status"
