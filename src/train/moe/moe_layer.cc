@@ -95,8 +95,11 @@ Matrix<T> MoeLayer<T>::forward(const Matrix<T>& x) {
     probs_.row(t) /= probs_.row(t).sum();
   }
   const route::MatrixRf logits_f = logits.template cast<float>();
-  const route::TopK topk = route::select_topk(logits_f, bias_, layout_, cfg_.gate);
-  routing_ = route::apply_capacity(topk, logits_f, bias_, layout_, cfg_.gate);
+  route::GateOptions gopt = cfg_.gate;
+  if (!cfg_.plan_row.empty() && gopt.overflow != route::Overflow::dropless)
+    gopt.capacity_per_rank = route::capacity_from_plan(cfg_.plan_row, S, k, gopt.capacity_factor);
+  const route::TopK topk = route::select_topk(logits_f, bias_, layout_, gopt);
+  routing_ = route::apply_capacity(topk, logits_f, bias_, layout_, gopt);
   topk_counts_ = topk.expert_count;
   aux_value_ = 0;
   aux_grad_.resize(0, 0);

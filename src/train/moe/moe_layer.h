@@ -40,6 +40,10 @@ struct MoeConfig {
   // This rank's target over the N global experts (ta / ta-bias, and the stats' KL); empty means
   // uniform.
   Eigen::VectorXd target;
+  // This rank's row of the dispatch plan (size P): when set, the capacity per destination is
+  // ceil(capacity_factor * S * k * X_ij) for each forward's S (plan-aware capacity); when empty,
+  // gate.capacity_per_rank / the uniform capacity applies.
+  std::vector<double> plan_row;
 };
 
 // Seconds spent per phase, accumulated over calls (forward and backward).
