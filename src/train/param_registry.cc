@@ -19,7 +19,8 @@ void walk(const std::vector<ParamRegistry::Entry>& entries, Span buf, Fn fn) {
   size_t off = 0;
   for (const auto& e : entries) {
     const auto n = static_cast<size_t>(e.param->value.size());
-    fn(*e.param, buf.subspan(off, n));
+    // An empty parameter has a null data pointer, which memcpy must not see.
+    if (n > 0) fn(*e.param, buf.subspan(off, n));
     off += n;
   }
 }
