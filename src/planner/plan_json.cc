@@ -26,7 +26,7 @@ void check_fields(const json& j, const std::string& where, const std::set<std::s
            "unknown field '" + it.key() + "'");
     }
 }
-const json& need(const json& j, const std::string& key, const std::string& where) {
+const json& need(const json& j, const char* key, const std::string& where) {
   if (!j.contains(key))
     fail(Status::invalid_input, where + "." + key, "a required field", "nothing");
   return j.at(key);
