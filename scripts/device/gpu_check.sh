@@ -9,7 +9,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 nvidia-smi -L > "$out/gpu.txt" 2>&1; nvidia-smi topo -m >> "$out/gpu.txt" 2>&1
 cmake -S . -B /tmp/b -G Ninja -DCMAKE_BUILD_TYPE=Release -DTAMOE_WITH_CUDA=ON -DTAMOE_WERROR=ON \
   -DCMAKE_CUDA_ARCHITECTURES=90 > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
-ninja -C /tmp/b -j16 > "$out/build.log" 2>&1 || { grep -B2 -A12 -m3 "error" "$out/build.log"; exit 1; }
+ninja -C /tmp/b -j16 -k 0 > "$out/build.log" 2>&1 || grep -A12 "error:" "$out/build.log" | head -80
 ctest --test-dir /tmp/b -j8 --timeout 300 > "$out/ctest.log" 2>&1
 tail -25 "$out/ctest.log"
 ngpu=$(nvidia-smi -L | wc -l)
