@@ -29,7 +29,7 @@ struct Args {
   double lr = 2e-3, aux_weight = 0.01, capacity_factor = 1.25, rho = 1.5, bias_rate = 1e-3;
   uint64_t seed = 1;
   std::string aux = "switch", overflow = "drop", plan_file, cluster_spec, log_file, checkpoint;
-  std::string data_dir = train::kFashionMnistDir, a2a_algo;
+  std::string data_dir = train::kFashionMnistDir, a2a_algo, plan_mode = "sym";
   int64_t max_train = -1, max_test = -1, stop_after = -1;
   bool resume = false, quiet = false;
 };
@@ -75,6 +75,10 @@ int run(int argc, char** argv) {
   app.add_option("--rho", a.rho, "planner bound X_ij <= rho/P for the TA target")
       ->capture_default_str();
   app.add_option("--plan", a.plan_file, "tamoe.plan JSON (tamoe-plan) instead of planning here");
+  app.add_option("--plan-mode", a.plan_mode,
+                 "planner mode when planning here (sym gives every pair of a level the same share; "
+                 "an LP vertex may leave some experts a zero target, which the TA loss refuses)")
+      ->capture_default_str();
   app.add_option("--cluster", a.cluster_spec,
                  "synthetic cluster the planner models when no --plan is given, e.g. "
                  "'intra=450,nic=50' (nodes and ranks per node come from the job)");
@@ -148,9 +152,14 @@ int run(int argc, char** argv) {
       sc.ranks_per_node = P / cluster.nnodes();
       plan::PlanOptions po;
       po.rho = a.rho;
+      po.mode = a.plan_mode;
       pl = plan::make_plan(sc, shape, po);
       plan_desc = str(plan::mode_name(pl.mode), " plan, rho ", a.rho, ", on ", topo::to_string(sc));
     }
+    if (rank == 0)
+      std::printf("plan: X self %.4f, same node %.4f, remote %.4f (rank 0's row)\n", pl.at(0, 0),
+                  P / cluster.nnodes() > 1 ? pl.at(0, 1) : 0.0,
+                  cluster.nnodes() > 1 ? pl.at(0, P - 1) : 0.0);
     std::vector<double> row(P);
     for (int j = 0; j < P; ++j) row[j] = pl.at(rank, j);
     const std::vector<double> t = pl.target(rank);
