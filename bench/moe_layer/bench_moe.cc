@@ -16,6 +16,7 @@
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -63,8 +64,11 @@ topo::CostModel get_model(const Args& a, const topo::Cluster& cluster, int rank)
     return m;
   }
   topo::ProbeOptions po = topo::ProbeOptions::from_params();
-  if (!a.probe_max_bytes.empty())
+  if (!a.probe_max_bytes.empty()) {
     po.max_bytes = parse_bytes(a.probe_max_bytes, "--probe-max-bytes");
+    // as from_params does for TAMOE_PROBE_MAX_BYTES: the concurrent probes stay within it too
+    po.concurrent_bytes = std::min<int64_t>(po.concurrent_bytes, po.max_bytes);
+  }
   po.progress = false;
   double t0 = MPI_Wtime();
   topo::ProbeResult pr = topo::run_probe(cluster, po);

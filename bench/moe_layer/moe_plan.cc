@@ -36,6 +36,12 @@ TwoLevelLadder fallback_two_level_plan(int n, int m, double beta, double rho) {
     l.self = r;
     l.node = (1.0 - r) / ((m - 1) * (1.0 + beta));
     l.remote = (1.0 - r - (m - 1) * l.node) / ((n - 1) * m);
+    if (l.remote > r) {
+      // beta large (inter-node at least as fast per rank as intra): equalizing would push the
+      // remote entries past the bound, so they stay at it and the node peers take the rest.
+      l.remote = r;
+      l.node = (1.0 - r - (n - 1) * m * r) / (m - 1);
+    }
   }
   return l;
 }

@@ -25,7 +25,8 @@ struct TwoLevelLadder {
 //   rho <= rho*: self = node = r, remote = (1 - m r) / ((n-1) m)   (the bound binds everywhere
 //                near; the rest goes off-node evenly);
 //   rho >  rho*: self = r, node = (1 - r) / ((m-1)(1 + beta)), remote = the rest evenly
-//                (intra and inter link times equal).
+//                (intra and inter link times equal), unless that puts remote above r (beta
+//                large): then remote = r and the node peers take the rest.
 // n == 1 or rho == 1 gives uniform. Throws on n, m < 1, rho < 1 or beta not finite > 0.
 TwoLevelLadder fallback_two_level_plan(int nodes, int ranks_per_node, double beta, double rho);
 

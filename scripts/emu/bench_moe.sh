@@ -10,8 +10,9 @@
 #
 # BINDIR holds tamoe-bench-moe or is a build tree with bench/moe_layer/. Per configuration OUTDIR
 # gets moe_TAG.txt (the table), moe_TAG.jsonl and model_TAG.json (the probed cost model), TAG =
-# NxS_RATE. Environment: EMU_MOE_ARGS (extra tamoe-bench-moe options; the defaults are
-# --tokens 1024 --hidden 256 --k 2 --rho 1.5 --iters 4 --rounds 3). Below 1 gbit the probe's
+# NxS_RATE. Environment: EMU_MOE_ARGS (extra tamoe-bench-moe options, later ones win; the
+# defaults are --tokens 1024 --hidden 256 (128 above 2 nodes) --k 2 --rho 1.5 --iters 4
+# --rounds 3). Below 1 gbit the probe's
 # sweep stops at 1 MiB so it stays within seconds. Exit: 77 when the machine cannot run the
 # cluster, otherwise the first failing run's status.
 set -euo pipefail
@@ -44,7 +45,11 @@ for c in "${configs[@]}"; do
   }
   nodes=${BASH_REMATCH[1]} slots=${BASH_REMATCH[2]} rate=${BASH_REMATCH[3]}
   tag="${nodes}x${slots}_$rate"
-  args=(--tokens 1024 --hidden 256 --k 2 --rho 1.5 --iters 4 --rounds 3)
+  # H so that one uniform+flat step at 200 mbit takes ~0.5 s: with more nodes a larger share of
+  # the copies leaves the node, and 4x2 at H=256 took 0.93 s.
+  hidden=256
+  [ "$nodes" -le 2 ] || hidden=128
+  args=(--tokens 1024 --hidden "$hidden" --k 2 --rho 1.5 --iters 4 --rounds 3)
   case $rate in
   *gbit | none) ;;
   *) args+=(--probe-max-bytes 1M) ;;
