@@ -7,6 +7,7 @@
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/params.h"
+#include "topology/cluster.h"
 
 namespace tamoe::coll {
 
@@ -133,16 +134,19 @@ class NcclHier final : public DeviceAlgorithm {
 std::unique_ptr<NcclGroups> NcclGroups::create(const Groups& g) {
   int ndev = 0;
   cudaError_t e = cudaGetDeviceCount(&ndev);
-  int ok = (e == cudaSuccess && ndev > 0) ? 1 : 0;
-  // All ranks agree before any NCCL call, so a job with a device-less rank fails together.
+  topo::HostLocal host = topo::host_local(g.world());
+  // One GPU per rank on every host; all ranks agree before any NCCL call, so a job with a
+  // device-less or oversubscribed host fails together.
+  int ok = (e == cudaSuccess && ndev >= host.size) ? 1 : 0;
   TAMOE_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, g.world()));
   if (!ok)
-    fail(
-        Status::unavailable, str("NCCL collectives on rank ", g.rank()),
-        "a CUDA device on every rank",
-        e == cudaSuccess ? str(ndev, " devices on some rank") : std::string(cudaGetErrorString(e)));
+    fail(Status::unavailable, str("NCCL collectives on rank ", g.rank()),
+         "one CUDA device per rank on every host",
+         e == cudaSuccess
+             ? str(host.size, " ranks sharing ", ndev, " devices on this host (or fewer elsewhere)")
+             : std::string(cudaGetErrorString(e)));
   std::unique_ptr<NcclGroups> n(new NcclGroups(g));
-  n->device_ = g.local_of(g.rank()) % ndev;
+  n->device_ = host.rank;
   TAMOE_CHECK_CUDA_COLL(cudaSetDevice(n->device_));
   n->world_ = make_comm(g.world());
   n->node_ = make_comm(g.node_comm());

@@ -17,6 +17,18 @@ namespace {
 constexpr int kHostLen = 256;
 }
 
+HostLocal host_local(MPI_Comm comm) {
+  int rank = 0;
+  TAMOE_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  MPI_Comm shm = MPI_COMM_NULL;
+  TAMOE_CHECK_MPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &shm));
+  HostLocal h;
+  MPI_Comm_rank(shm, &h.rank);
+  MPI_Comm_size(shm, &h.size);
+  MPI_Comm_free(&shm);
+  return h;
+}
+
 Cluster Cluster::create(MPI_Comm world, const ClusterOptions& opts) {
   Cluster c;
   TAMOE_CHECK_MPI(MPI_Comm_dup(world, &c.world_));

@@ -16,6 +16,15 @@ struct ClusterOptions {
   int virtual_nodes = -1;
 };
 
+// This rank's index among the ranks of `comm` that share its host's memory, and their number
+// (MPI_Comm_split_type SHARED). Collective. Device code maps ranks to GPUs with it: one GPU per
+// rank means size <= the host's device count and device = rank.
+struct HostLocal {
+  int rank = 0;
+  int size = 1;
+};
+HostLocal host_local(MPI_Comm comm);
+
 class Cluster {
  public:
   // Collective over `world` (which is duplicated, not owned). Nodes are numbered by their lowest

@@ -36,14 +36,18 @@ class NcclTransport final : public ProbeTransport {
   NcclTransport(const Cluster& c, int64_t max_bytes) : bytes_(std::max<int64_t>(1, max_bytes)) {
     int ndev = 0;
     cudaError_t e = cudaGetDeviceCount(&ndev);
-    int ok = (e == cudaSuccess && ndev > 0) ? 1 : 0;
-    // Every rank must have a device, or none builds a communicator (no hang on a partial job).
+    HostLocal host = host_local(c.world());
+    // One GPU per rank on every host, or no rank builds a communicator (no hang, no NCCL
+    // "duplicate GPU" failure on a partial job).
+    int ok = (e == cudaSuccess && ndev >= host.size) ? 1 : 0;
     MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, c.world());
     if (!ok)
-      fail(Status::unavailable, str("NCCL probe on rank ", c.rank()), "a CUDA device on every rank",
-           e == cudaSuccess ? str(ndev, " devices on some rank")
+      fail(Status::unavailable, str("NCCL probe on rank ", c.rank()),
+           "one CUDA device per rank on every host",
+           e == cudaSuccess ? str(host.size, " ranks sharing ", ndev,
+                                  " devices on this host (or fewer elsewhere)")
                             : std::string(cudaGetErrorString(e)));
-    TAMOE_CHECK_CUDA(cudaSetDevice(c.local_rank() % ndev));
+    TAMOE_CHECK_CUDA(cudaSetDevice(host.rank));
     TAMOE_CHECK_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     TAMOE_CHECK_CUDA(cudaMalloc(&sbuf_, bytes_));
     TAMOE_CHECK_CUDA(cudaMalloc(&rbuf_, bytes_));
@@ -52,7 +56,7 @@ class NcclTransport final : public ProbeTransport {
     if (c.rank() == 0) TAMOE_CHECK_NCCL(ncclGetUniqueId(&id));
     MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, c.world());
     TAMOE_CHECK_NCCL(ncclCommInitRank(&comm_, c.size(), id, c.rank()));
-    TAMOE_LOGF(info, "probe") << "NCCL probe transport on device " << c.local_rank() % ndev;
+    TAMOE_LOGF(info, "probe") << "NCCL probe transport on device " << host.rank;
   }
   ~NcclTransport() override {
     if (comm_) ncclCommDestroy(comm_);

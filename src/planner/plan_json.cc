@@ -180,7 +180,8 @@ Plan Plan::from_json(const json& j, const std::string& where) {
     p.is_ladder = true;
     p.ladder_x = levels_from(need(j, "ladder", where), where + ".ladder");
   } else if (storage == "dense") {
-    const json& rows = array(need(j, "x", where), p.nranks, where + ".x");
+    const std::string where_x = where + ".x";
+    const json& rows = array(need(j, "x", where), p.nranks, where_x);
     p.x.resize(static_cast<size_t>(p.nranks) * p.nranks);
     for (int i = 0; i < p.nranks; ++i) {
       std::string w = str(where, ".x[", i, "]");
@@ -194,7 +195,8 @@ Plan Plan::from_json(const json& j, const std::string& where) {
   p.validate(where);
   // Capacities are derived data; a file whose capacities disagree with X was edited by hand.
   if (!p.is_ladder && j.contains("capacity")) {
-    const json& caps = array(j["capacity"], p.nranks, where + ".capacity");
+    const std::string where_cap = where + ".capacity";
+    const json& caps = array(j["capacity"], p.nranks, where_cap);
     for (int i = 0; i < p.nranks; ++i) {
       std::string w = str(where, ".capacity[", i, "]");
       const json& row = array(caps[i], p.nranks, w);
