@@ -41,7 +41,7 @@ struct Args {
   int k = 2, experts_per_rank = 2, iters = 4, rounds = 3, warmup = 1, vnodes = -1;
   int bias_steps = 300, bias_batches = 4;
   double bias_rate = 5.0, capacity_factor = 1.25, rho = 1.5;
-  std::string plan = "auto", model_file, save_model, jsonl, probe_max_bytes;
+  std::string plan = "auto", plan_mode = "auto", model_file, save_model, jsonl, probe_max_bytes;
   std::vector<std::string> variants = {"1", "2", "3", "4", "5"};
   uint64_t seed = 2024;
 };
@@ -96,6 +96,8 @@ int run(int argc, char** argv) {
   app.add_option("--rho", a.rho, "planner bound X_ij <= rho/P")->capture_default_str();
   app.add_option("--plan", a.plan, "auto (planner if built), planner, closed-form")
       ->capture_default_str();
+  app.add_option("--plan-mode", a.plan_mode, "planner mode: auto, lp, sym, sinkhorn")
+      ->capture_default_str();
   app.add_option("--cost-model", a.model_file, "load this cost model instead of probing");
   app.add_option("--save-model", a.save_model, "write the probed cost model here");
   app.add_option("--probe-max-bytes", a.probe_max_bytes, "largest probe message (e.g. 1M)");
@@ -135,7 +137,7 @@ int run(int argc, char** argv) {
   std::vector<int> node_of(P);
   for (int r = 0; r < P; ++r) node_of[r] = g.node_of(r);
   TaPlan plan = make_ta_plan(model, node_of, n, m, a.experts_per_rank, a.tokens, a.k, a.hidden,
-                             a.capacity_factor, a.rho, a.plan);
+                             a.capacity_factor, a.rho, a.plan, a.plan_mode);
 
   std::vector<VariantSpec> variants;
   for (const auto& id : a.variants) {

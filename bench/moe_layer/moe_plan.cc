@@ -111,7 +111,8 @@ bool have_planner() {
 
 TaPlan make_ta_plan(const topo::CostModel& cm, const std::vector<int>& node_of, int n, int m,
                     int experts_per_rank, int64_t tokens, int k, int64_t hidden,
-                    double capacity_factor, double rho, const std::string& source) {
+                    double capacity_factor, double rho, const std::string& source,
+                    const std::string& planner_mode) {
   if (source != "auto" && source != "planner" && source != "closed-form")
     fail(Status::invalid_argument, "--plan", "auto, planner or closed-form", source);
   const int P = static_cast<int>(node_of.size());
@@ -134,6 +135,7 @@ TaPlan make_ta_plan(const topo::CostModel& cm, const std::vector<int>& node_of, 
     shape.capacity_factor = capacity_factor;
     plan::PlanOptions o;
     o.rho = rho;
+    o.mode = planner_mode;
     plan::Plan p = plan::make_plan(cm, shape, o);
     out.x = p.dense();
     out.source = str("planner (", plan::mode_name(p.mode), ", ", p.solver, ")");
@@ -141,6 +143,7 @@ TaPlan make_ta_plan(const topo::CostModel& cm, const std::vector<int>& node_of, 
 #else
     (void)experts_per_rank;
     (void)capacity_factor;
+    (void)planner_mode;
     fail(Status::unavailable, "--plan planner", "a build with src/planner",
          "this build has no planner (use --plan closed-form)");
 #endif

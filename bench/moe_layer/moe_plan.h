@@ -54,11 +54,13 @@ struct TaPlan {
 };
 
 // Builds the plan for n x m ranks (node_of[r] = rank r's node) at volume V = S*k*H*4 bytes.
-// `source`: "planner", "closed-form", or "auto" (planner when built with it). Throws when "planner"
+// `source`: "planner", "closed-form", or "auto" (planner when built with it); planner_mode is
+// the planner's PlanOptions::mode (auto, lp, sym, sinkhorn). Throws when "planner"
 // is asked for and the build has none.
 TaPlan make_ta_plan(const topo::CostModel& m, const std::vector<int>& node_of, int nodes,
                     int ranks_per_node, int experts_per_rank, int64_t tokens, int k, int64_t hidden,
-                    double capacity_factor, double rho, const std::string& source);
+                    double capacity_factor, double rho, const std::string& source,
+                    const std::string& planner_mode = "auto");
 
 bool have_planner();
 

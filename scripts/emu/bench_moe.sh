@@ -11,8 +11,8 @@
 # BINDIR holds tamoe-bench-moe or is a build tree with bench/moe_layer/. Per configuration OUTDIR
 # gets moe_TAG.txt (the table), moe_TAG.jsonl and model_TAG.json (the probed cost model), TAG =
 # NxS_RATE. Environment: EMU_MOE_ARGS (extra tamoe-bench-moe options, later ones win; the
-# defaults are --tokens 1024 --hidden 256 (128 above 2 nodes) --k 2 --rho 1.5 --iters 4
-# --rounds 3). Below 1 gbit the probe's
+# defaults are --tokens 1024 --hidden 256 (128 above 2 nodes) --k 2 --rho 1.5 --plan-mode sym
+# --iters 4 --rounds 3). Below 1 gbit the probe's
 # sweep stops at 1 MiB so it stays within seconds. Exit: 77 when the machine cannot run the
 # cluster, otherwise the first failing run's status.
 set -euo pipefail
@@ -49,7 +49,10 @@ for c in "${configs[@]}"; do
   # the copies leaves the node, and 4x2 at H=256 took 0.93 s.
   hidden=256
   [ "$nodes" -le 2 ] || hidden=128
-  args=(--tokens 1024 --hidden "$hidden" --k 2 --rho 1.5 --iters 4 --rounds 3)
+  # --plan-mode sym: the ladder plan. The exact LP is degenerate on these graphs (any split of
+  # the off-node share among remote ranks is optimal) and its vertex can give one remote rank
+  # more than the uniform capacity, so TA + uniform capacity would drop off-node copies.
+  args=(--tokens 1024 --hidden "$hidden" --k 2 --rho 1.5 --plan-mode sym --iters 4 --rounds 3)
   case $rate in
   *gbit | none) ;;
   *) args+=(--probe-max-bytes 1M) ;;
