@@ -14,6 +14,9 @@ inline StringContainsMatcher Contains(const std::string& s, CaseSensitive cs = C
   return ContainsSubstring(s, cs);
 }
 }  // namespace Catch::Matchers
+namespace Catch {
+using Matchers::Contains;  // v2 also had it directly in Catch
+}  // namespace Catch
 #else
 #include <catch2/catch.hpp>
 namespace Catch {
