@@ -7,6 +7,7 @@
 #
 #   scripts/emu/bench_moe.sh OUTDIR BINDIR [CONFIG...]
 #       CONFIG defaults to 2x2:1gbit 2x2:200mbit 4x2:1gbit 4x2:200mbit
+#   scripts/emu/bench_moe.sh summary OUTDIR...     markdown table over repeated runs
 #
 # BINDIR holds tamoe-bench-moe or is a build tree with bench/moe_layer/. Per configuration OUTDIR
 # gets moe_TAG.txt (the table), moe_TAG.jsonl and model_TAG.json (the probed cost model), TAG =
@@ -17,6 +18,35 @@
 # cluster, otherwise the first failing run's status.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# bench_moe.sh summary OUTDIR...: a markdown table over repeated runs (median per variant of the
+# runs' medians, and the range of the speedups), from their moe_*.jsonl.
+if [ "${1:-}" = summary ]; then
+  shift
+  [ $# -ge 1 ] || {
+    echo "bench_moe.sh summary: expected OUTDIR..., found none" >&2
+    exit 2
+  }
+  exec python3 - "$@" <<'PY'
+import glob, json, os, statistics as st, sys
+rows = {}
+for d in sys.argv[1:]:
+    for f in sorted(glob.glob(os.path.join(d, "moe_*.jsonl"))):
+        tag = os.path.basename(f)[4:-6]
+        for line in open(f):
+            j = json.loads(line)
+            if j["kind"] == "variant":
+                rows.setdefault((tag, j["variant"]), []).append(j)
+print("| config | variant | runs | measured ms | predicted ms | speedup (runs) | predicted speedup | cross-node | drops |")
+print("|---|---|---:|---:|---:|---|---:|---:|---:|")
+for (tag, v), js in sorted(rows.items()):
+    med = lambda k: st.median(x[k] for x in js)
+    sp = sorted(x["speedup"] for x in js)
+    print(f"| {tag} | {v} {js[0]['name']} | {len(js)} | {med('time_p50_ms'):.1f} | {med('predicted_ms'):.1f} "
+          f"| {med('speedup'):.2f} ({', '.join(f'{s:.2f}' for s in sp)}) | {med('predicted_speedup'):.2f} "
+          f"| {med('cross_node_share'):.3f} | {med('drop_share'):.3f} |")
+PY
+fi
 [ $# -ge 2 ] || {
   echo "bench_moe.sh: expected OUTDIR BINDIR [CONFIG...], found $# argument(s)" >&2
   exit 2
