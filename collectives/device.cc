@@ -18,10 +18,10 @@ ncclComm_t make_comm(MPI_Comm comm) {
   TAMOE_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   TAMOE_CHECK_MPI(MPI_Comm_size(comm, &size));
   ncclUniqueId id;
-  if (rank == 0) TAMOE_CHECK_NCCL_COLL(ncclGetUniqueId(&id));
+  if (rank == 0) TAMOE_CHECK_NCCL(ncclGetUniqueId(&id));
   TAMOE_CHECK_MPI(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm));
   ncclComm_t c = nullptr;
-  TAMOE_CHECK_NCCL_COLL(ncclCommInitRank(&c, size, id, rank));
+  TAMOE_CHECK_NCCL(ncclCommInitRank(&c, size, id, rank));
   return c;
 }
 
@@ -29,16 +29,16 @@ ncclComm_t make_comm(MPI_Comm comm) {
 void grouped_exchange(ncclComm_t comm, const char* send, const std::vector<int64_t>& sc,
                       const std::vector<int64_t>& sd, char* recv, const std::vector<int64_t>& rc,
                       const std::vector<int64_t>& rd, int64_t eb, cudaStream_t stream) {
-  TAMOE_CHECK_NCCL_COLL(ncclGroupStart());
+  TAMOE_CHECK_NCCL(ncclGroupStart());
   for (size_t p = 0; p < sc.size(); ++p) {
     if (rc[p])
-      TAMOE_CHECK_NCCL_COLL(ncclRecv(recv + rd[p] * eb, static_cast<size_t>(rc[p] * eb), ncclChar,
-                                     static_cast<int>(p), comm, stream));
+      TAMOE_CHECK_NCCL(ncclRecv(recv + rd[p] * eb, static_cast<size_t>(rc[p] * eb), ncclChar,
+                                static_cast<int>(p), comm, stream));
     if (sc[p])
-      TAMOE_CHECK_NCCL_COLL(ncclSend(send + sd[p] * eb, static_cast<size_t>(sc[p] * eb), ncclChar,
-                                     static_cast<int>(p), comm, stream));
+      TAMOE_CHECK_NCCL(ncclSend(send + sd[p] * eb, static_cast<size_t>(sc[p] * eb), ncclChar,
+                                static_cast<int>(p), comm, stream));
   }
-  TAMOE_CHECK_NCCL_COLL(ncclGroupEnd());
+  TAMOE_CHECK_NCCL(ncclGroupEnd());
 }
 
 // Uploads a block list and copies with one kernel launch.
@@ -56,9 +56,9 @@ class BlockCopier {
     }
     auto* d = static_cast<int64_t*>(dev_.reserve(3 * n * sizeof(int64_t)));
     // From pageable memory the copy is staged before the call returns, so host_ may change next.
-    TAMOE_CHECK_CUDA_COLL(
+    TAMOE_CHECK_CUDA(
         cudaMemcpyAsync(d, host_.data(), 3 * n * sizeof(int64_t), cudaMemcpyHostToDevice, stream));
-    TAMOE_CHECK_CUDA_COLL(
+    TAMOE_CHECK_CUDA(
         kernels::copy_row_blocks(src, dst, d, d + n, d + 2 * n, static_cast<int>(n), eb, stream));
   }
 
@@ -147,7 +147,7 @@ std::unique_ptr<NcclGroups> NcclGroups::create(const Groups& g) {
              : std::string(cudaGetErrorString(e)));
   std::unique_ptr<NcclGroups> n(new NcclGroups(g));
   n->device_ = host.rank;
-  TAMOE_CHECK_CUDA_COLL(cudaSetDevice(n->device_));
+  TAMOE_CHECK_CUDA(cudaSetDevice(n->device_));
   n->world_ = make_comm(g.world());
   n->node_ = make_comm(g.node_comm());
   n->rail_ = make_comm(g.rail_comm());
@@ -166,10 +166,10 @@ DeviceBuffer::~DeviceBuffer() {
 
 void* DeviceBuffer::reserve(size_t bytes) {
   if (bytes <= n_) return p_;
-  if (p_) TAMOE_CHECK_CUDA_COLL(cudaFree(p_));
+  if (p_) TAMOE_CHECK_CUDA(cudaFree(p_));
   p_ = nullptr;
   n_ = 0;
-  TAMOE_CHECK_CUDA_COLL(cudaMalloc(&p_, bytes));
+  TAMOE_CHECK_CUDA(cudaMalloc(&p_, bytes));
   n_ = bytes;
   return p_;
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "collectives/alltoallv.h"
+#include "runtime/cuda_check.h"
 
 namespace tamoe::coll {
 
@@ -91,18 +92,3 @@ class DeviceAllToAll {
 };
 
 }  // namespace tamoe::coll
-
-#define TAMOE_CHECK_CUDA_COLL(call)                                                            \
-  do {                                                                                         \
-    cudaError_t e_ = (call);                                                                   \
-    if (e_ != cudaSuccess)                                                                     \
-      ::tamoe::fail(::tamoe::Status::system, ::tamoe::str(__FILE__, ":", __LINE__),            \
-                    ::tamoe::str(#call, " to succeed"), ::tamoe::str(cudaGetErrorString(e_))); \
-  } while (0)
-#define TAMOE_CHECK_NCCL_COLL(call)                                                            \
-  do {                                                                                         \
-    ncclResult_t r_ = (call);                                                                  \
-    if (r_ != ncclSuccess)                                                                     \
-      ::tamoe::fail(::tamoe::Status::system, ::tamoe::str(__FILE__, ":", __LINE__),            \
-                    ::tamoe::str(#call, " to succeed"), ::tamoe::str(ncclGetErrorString(r_))); \
-  } while (0)

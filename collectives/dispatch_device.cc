@@ -17,9 +17,9 @@ std::unique_ptr<DeviceDispatch> DeviceDispatch::create(DeviceAllToAll& a2a,
   // Ids are checked on the host (a small copy) so a bad one gets a message naming its slot.
   std::vector<int32_t> ids(std::max<int64_t>(0, shape.tokens * shape.k));
   if (!ids.empty()) {
-    TAMOE_CHECK_CUDA_COLL(cudaMemcpyAsync(ids.data(), expert_ids, ids.size() * sizeof(int32_t),
-                                          cudaMemcpyDeviceToHost, stream));
-    TAMOE_CHECK_CUDA_COLL(cudaStreamSynchronize(stream));
+    TAMOE_CHECK_CUDA(cudaMemcpyAsync(ids.data(), expert_ids, ids.size() * sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost, stream));
+    TAMOE_CHECK_CUDA(cudaStreamSynchronize(stream));
   }
   check_routing_input(g, ids.data(), shape, "DeviceDispatch::create");
   std::unique_ptr<DeviceDispatch> h(new DeviceDispatch(a2a));
@@ -30,13 +30,13 @@ std::unique_ptr<DeviceDispatch> DeviceDispatch::create(DeviceAllToAll& a2a,
   auto* rows = static_cast<int64_t*>(h->slot_row_.reserve(std::max<int64_t>(1, slots) * 8));
   DeviceBuffer count_dev, work;
   auto* cnt = static_cast<int64_t*>(count_dev.reserve(static_cast<size_t>(N) * 8));
-  TAMOE_CHECK_CUDA_COLL(
-      kernels::permute_slots(expert_ids, slots, N, rows, cnt,
-                             work.reserve(kernels::permute_slots_workspace_bytes(N)), stream));
+  TAMOE_CHECK_CUDA(kernels::permute_slots(expert_ids, slots, N, rows, cnt,
+                                          work.reserve(kernels::permute_slots_workspace_bytes(N)),
+                                          stream));
   std::vector<int64_t> send_de(N);
-  TAMOE_CHECK_CUDA_COLL(
+  TAMOE_CHECK_CUDA(
       cudaMemcpyAsync(send_de.data(), cnt, N * sizeof(int64_t), cudaMemcpyDeviceToHost, stream));
-  TAMOE_CHECK_CUDA_COLL(cudaStreamSynchronize(stream));
+  TAMOE_CHECK_CUDA(cudaStreamSynchronize(stream));
   std::vector<int64_t> recv_se(static_cast<size_t>(P) * E);
   TAMOE_CHECK_MPI(
       MPI_Alltoall(send_de.data(), E, MPI_INT64_T, recv_se.data(), E, MPI_INT64_T, g.world()));
@@ -74,9 +74,9 @@ std::unique_ptr<DeviceDispatch> DeviceDispatch::create(DeviceAllToAll& a2a,
       lists[5 * B + b] = n;
     }
   void* d = h->blocks_.reserve(lists.size() * sizeof(int64_t));
-  TAMOE_CHECK_CUDA_COLL(cudaMemcpyAsync(d, lists.data(), lists.size() * sizeof(int64_t),
-                                        cudaMemcpyHostToDevice, stream));
-  TAMOE_CHECK_CUDA_COLL(cudaStreamSynchronize(stream));
+  TAMOE_CHECK_CUDA(cudaMemcpyAsync(d, lists.data(), lists.size() * sizeof(int64_t),
+                                   cudaMemcpyHostToDevice, stream));
+  TAMOE_CHECK_CUDA(cudaStreamSynchronize(stream));
   return h;
 }
 
@@ -84,8 +84,7 @@ void DeviceDispatch::reorder(const void* src, void* dst, int64_t row_bytes, bool
                              cudaStream_t stream) {
   const int B = P_ * shape_.experts_per_rank;
   const auto* l = static_cast<const int64_t*>(blocks_.get()) + (to_expert_major ? 0 : 3 * B);
-  TAMOE_CHECK_CUDA_COLL(
-      kernels::copy_row_blocks(src, dst, l, l + B, l + 2 * B, B, row_bytes, stream));
+  TAMOE_CHECK_CUDA(kernels::copy_row_blocks(src, dst, l, l + B, l + 2 * B, B, row_bytes, stream));
 }
 
 void DeviceDispatch::forward_rows(const void* send_rows, int64_t row_bytes, void* expert_rows,
@@ -106,8 +105,8 @@ void DeviceDispatch::dispatch(const void* x, int64_t hidden, DType dtype, void* 
                               cudaStream_t stream) {
   const int64_t rb = hidden * dtype_bytes(dtype);
   void* s = send_.reserve(std::max<int64_t>(1, send_rows_ * rb));
-  TAMOE_CHECK_CUDA_COLL(kernels::permute_rows(x, static_cast<const int64_t*>(slot_row_.get()),
-                                              shape_.tokens, shape_.k, rb, s, stream));
+  TAMOE_CHECK_CUDA(kernels::permute_rows(x, static_cast<const int64_t*>(slot_row_.get()),
+                                         shape_.tokens, shape_.k, rb, s, stream));
   forward_rows(s, rb, recv, stream);
 }
 
@@ -118,9 +117,9 @@ void DeviceDispatch::combine(const void* y, const float* weights, int64_t hidden
   reverse_rows(y, rb, r, stream);
   returned_hidden_ = hidden;
   returned_dtype_ = dtype;
-  TAMOE_CHECK_CUDA_COLL(kernels::unpermute_combine(r, static_cast<const int64_t*>(slot_row_.get()),
-                                                   weights, shape_.tokens, shape_.k, hidden,
-                                                   static_cast<int>(dtype), out, stream));
+  TAMOE_CHECK_CUDA(kernels::unpermute_combine(r, static_cast<const int64_t*>(slot_row_.get()),
+                                              weights, shape_.tokens, shape_.k, hidden,
+                                              static_cast<int>(dtype), out, stream));
 }
 
 void DeviceDispatch::dispatch_backward(const void* grad_recv, int64_t hidden, DType dtype,
@@ -128,9 +127,9 @@ void DeviceDispatch::dispatch_backward(const void* grad_recv, int64_t hidden, DT
   const int64_t rb = hidden * dtype_bytes(dtype);
   void* s = send_.reserve(std::max<int64_t>(1, send_rows_ * rb));
   reverse_rows(grad_recv, rb, s, stream);
-  TAMOE_CHECK_CUDA_COLL(kernels::unpermute_combine(s, static_cast<const int64_t*>(slot_row_.get()),
-                                                   nullptr, shape_.tokens, shape_.k, hidden,
-                                                   static_cast<int>(dtype), grad_x, stream));
+  TAMOE_CHECK_CUDA(kernels::unpermute_combine(s, static_cast<const int64_t*>(slot_row_.get()),
+                                              nullptr, shape_.tokens, shape_.k, hidden,
+                                              static_cast<int>(dtype), grad_x, stream));
 }
 
 void DeviceDispatch::combine_backward(const void* grad_out, const float* weights, int64_t hidden,
@@ -144,7 +143,7 @@ void DeviceDispatch::combine_backward(const void* grad_out, const float* weights
              : str("hidden ", returned_hidden_, ", ", dtype_name(returned_dtype_)));
   const int64_t rb = hidden * dtype_bytes(dtype);
   void* s = send_.reserve(std::max<int64_t>(1, send_rows_ * rb));
-  TAMOE_CHECK_CUDA_COLL(kernels::combine_backward_scatter(
+  TAMOE_CHECK_CUDA(kernels::combine_backward_scatter(
       grad_out, returned_.get(), static_cast<const int64_t*>(slot_row_.get()), weights,
       shape_.tokens, shape_.k, hidden, static_cast<int>(dtype), s, grad_weights, stream));
   forward_rows(s, rb, grad_y, stream);

@@ -5,45 +5,21 @@
 #include <set>
 
 #include "runtime/error.h"
+#include "runtime/json_check.h"
 #include "topology/cost_model.h"
 
 namespace tamoe::topo {
 
+using json_check::integer;
+using json_check::need;
+using json_check::number;
+using json_check::text;
 using nlohmann::json;
 
 namespace {
 constexpr const char* kFormat = "tamoe.cost_model";
 constexpr int kVersion = 1;
 
-void check_fields(const json& j, const std::string& where, const std::set<std::string>& allowed) {
-  if (!j.is_object()) fail(Status::invalid_input, where, "an object", j.type_name());
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!allowed.count(it.key())) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      fail(Status::invalid_input, where + "." + it.key(), "a known field (" + list + ")",
-           "unknown field '" + it.key() + "'");
-    }
-}
-const json& need(const json& j, const char* key, const std::string& where) {
-  if (!j.contains(key))
-    fail(Status::invalid_input, where + "." + key, "a required field", "nothing");
-  return j.at(key);
-}
-double number(const json& j, const std::string& where) {
-  if (!j.is_number()) fail(Status::invalid_input, where, "a number", j.dump());
-  double v = j.get<double>();
-  if (!std::isfinite(v)) fail(Status::invalid_input, where, "a finite number", j.dump());
-  return v;
-}
-int integer(const json& j, const std::string& where) {
-  if (!j.is_number_integer()) fail(Status::invalid_input, where, "an integer", j.dump());
-  return j.get<int>();
-}
-std::string text(const json& j, const std::string& where) {
-  if (!j.is_string()) fail(Status::invalid_input, where, "a string", j.dump());
-  return j.get<std::string>();
-}
 }  // namespace
 
 json CostModel::to_json() const {
@@ -93,7 +69,7 @@ json CostModel::to_json() const {
 }
 
 CostModel CostModel::from_json(const json& j, const std::string& where) {
-  check_fields(
+  json_check::fields(
       j, where,
       {"format", "version", "source", "nranks", "self_bw_gbps", "latency_overlap",
        "self_on_ingress", "curve_key", "ranks", "elements", "links", "routes", "probe_classes"});
@@ -142,7 +118,7 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
            rs.is_array() ? str(rs.size(), " entries") : std::string(rs.type_name()));
     for (int r = 0; r < P; ++r) {
       std::string w = str(where, ".ranks[", r, "]");
-      check_fields(rs[r], w, {"node", "leaf"});
+      json_check::fields(rs[r], w, {"node", "leaf"});
       int node = integer(need(rs[r], "node", w), w + ".node");
       int leaf = rs[r].contains("leaf") ? integer(rs[r]["leaf"], w + ".leaf") : 0;
       if (node < 0 || leaf < 0)
@@ -156,7 +132,7 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
       fail(Status::invalid_input, where + ".elements", "an array", es.type_name());
     for (size_t k = 0; k < es.size(); ++k) {
       std::string w = str(where, ".elements[", k, "]");
-      check_fields(es[k], w, {"name", "kind"});
+      json_check::fields(es[k], w, {"name", "kind"});
       std::string name = text(need(es[k], "name", w), w + ".name");
       if (m.find_vertex(name) >= 0)
         fail(Status::invalid_input, w + ".name", "a unique name", "'" + name + "' again");
@@ -167,7 +143,7 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
   if (!ls.is_array()) fail(Status::invalid_input, where + ".links", "an array", ls.type_name());
   for (size_t k = 0; k < ls.size(); ++k) {
     std::string w = str(where, ".links[", k, "]");
-    check_fields(ls[k], w, {"name", "from", "to", "bw_gbps", "lat_us", "bw_curve"});
+    json_check::fields(ls[k], w, {"name", "from", "to", "bw_gbps", "lat_us", "bw_curve"});
     auto vertex = [&](const char* key) {
       std::string n = text(need(ls[k], key, w), w + "." + key);
       int v = m.find_vertex(n);
@@ -208,7 +184,7 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
     if (!rs.is_array()) fail(Status::invalid_input, where + ".routes", "an array", rs.type_name());
     for (size_t k = 0; k < rs.size(); ++k) {
       std::string w = str(where, ".routes[", k, "]");
-      check_fields(rs[k], w, {"from", "to", "links"});
+      json_check::fields(rs[k], w, {"from", "to", "links"});
       std::vector<int> ids;
       const json& lk = need(rs[k], "links", w);
       if (!lk.is_array())
@@ -228,7 +204,7 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
       fail(Status::invalid_input, where + ".probe_classes", "an array", pcs.type_name());
     for (size_t k = 0; k < pcs.size(); ++k) {
       std::string w = str(where, ".probe_classes[", k, "]");
-      check_fields(pcs[k], w, {"name", "lat_us", "bw_gbps", "fit_rel_err", "pairs"});
+      json_check::fields(pcs[k], w, {"name", "lat_us", "bw_gbps", "fit_rel_err", "pairs"});
       ProbeClass c;
       c.name = text(need(pcs[k], "name", w), w + ".name");
       c.lat_us = number(need(pcs[k], "lat_us", w), w + ".lat_us");

@@ -5,24 +5,10 @@
 #include <algorithm>
 #include <chrono>
 
+#include "runtime/cuda_check.h"
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "topology/probe_transport.h"
-
-#define TAMOE_CHECK_CUDA(call)                                                                 \
-  do {                                                                                         \
-    cudaError_t e_ = (call);                                                                   \
-    if (e_ != cudaSuccess)                                                                     \
-      ::tamoe::fail(::tamoe::Status::system, ::tamoe::str(__FILE__, ":", __LINE__),            \
-                    ::tamoe::str(#call, " to succeed"), ::tamoe::str(cudaGetErrorString(e_))); \
-  } while (0)
-#define TAMOE_CHECK_NCCL(call)                                                                 \
-  do {                                                                                         \
-    ncclResult_t r_ = (call);                                                                  \
-    if (r_ != ncclSuccess)                                                                     \
-      ::tamoe::fail(::tamoe::Status::system, ::tamoe::str(__FILE__, ":", __LINE__),            \
-                    ::tamoe::str(#call, " to succeed"), ::tamoe::str(ncclGetErrorString(r_))); \
-  } while (0)
 
 namespace tamoe::topo {
 

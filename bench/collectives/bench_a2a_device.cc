@@ -35,7 +35,7 @@ void run_device(const coll::Groups& g, const coll::CountMatrix& C, const std::st
   void* ds = dsend.reserve(ns * 4);
   void* dr = drecv.reserve(nr * 4);
   cudaStream_t st = nullptr;
-  TAMOE_CHECK_CUDA_COLL(cudaStreamCreate(&st));
+  TAMOE_CHECK_CUDA(cudaStreamCreate(&st));
   size_t first = out->size();
   std::vector<std::string> run_algos;
   for (const auto& a : algos) {
@@ -53,19 +53,19 @@ void run_device(const coll::Groups& g, const coll::CountMatrix& C, const std::st
       for (int it = 0; it < warmup + iters; ++it, ++itg) {
         for (int j = 0; j < P; ++j)
           for (int64_t k = 0; k < sc[j]; ++k) send[sd[j] + k] = word(me, j, k, itg);
-        TAMOE_CHECK_CUDA_COLL(cudaMemcpy(ds, send.data(), ns * 4, cudaMemcpyHostToDevice));
-        TAMOE_CHECK_CUDA_COLL(cudaMemset(dr, 0, nr * 4));
-        TAMOE_CHECK_CUDA_COLL(cudaDeviceSynchronize());
+        TAMOE_CHECK_CUDA(cudaMemcpy(ds, send.data(), ns * 4, cudaMemcpyHostToDevice));
+        TAMOE_CHECK_CUDA(cudaMemset(dr, 0, nr * 4));
+        TAMOE_CHECK_CUDA(cudaDeviceSynchronize());
         TAMOE_CHECK_MPI(MPI_Barrier(g.world()));
         double t0 = MPI_Wtime();
         if (run_algos[ai] == "nccl_alltoall")
-          TAMOE_CHECK_NCCL_COLL(
+          TAMOE_CHECK_NCCL(
               ncclAlltoAll(ds, dr, static_cast<size_t>(C.c[0]), ncclUint32, nccl->world(), st));
         else
           a2a.run_named(run_algos[ai], C, DeviceBuffers{ds, dr, 4, sd.data(), rd.data()}, st);
-        TAMOE_CHECK_CUDA_COLL(cudaStreamSynchronize(st));
+        TAMOE_CHECK_CUDA(cudaStreamSynchronize(st));
         double t = MPI_Wtime() - t0;
-        TAMOE_CHECK_CUDA_COLL(cudaMemcpy(recv.data(), dr, nr * 4, cudaMemcpyDeviceToHost));
+        TAMOE_CHECK_CUDA(cudaMemcpy(recv.data(), dr, nr * 4, cudaMemcpyDeviceToHost));
         int64_t wrong = 0;
         for (int i = 0; i < P; ++i)
           for (int64_t k = 0; k < rc[i]; ++k) wrong += recv[rd[i] + k] != word(i, me, k, itg);

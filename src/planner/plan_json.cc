@@ -7,44 +7,20 @@
 
 #include "planner/plan.h"
 #include "runtime/error.h"
+#include "runtime/json_check.h"
 
 namespace tamoe::plan {
 
+using json_check::integer;
+using json_check::need;
+using json_check::number;
+using json_check::text;
 using nlohmann::json;
 
 namespace {
 constexpr const char* kFormat = "tamoe.plan";
 constexpr int kVersion = 1;
 
-void check_fields(const json& j, const std::string& where, const std::set<std::string>& allowed) {
-  if (!j.is_object()) fail(Status::invalid_input, where, "an object", j.type_name());
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!allowed.count(it.key())) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      fail(Status::invalid_input, where + "." + it.key(), "a known field (" + list + ")",
-           "unknown field '" + it.key() + "'");
-    }
-}
-const json& need(const json& j, const char* key, const std::string& where) {
-  if (!j.contains(key))
-    fail(Status::invalid_input, where + "." + key, "a required field", "nothing");
-  return j.at(key);
-}
-double number(const json& j, const std::string& where) {
-  if (!j.is_number()) fail(Status::invalid_input, where, "a number", j.dump());
-  double v = j.get<double>();
-  if (!std::isfinite(v)) fail(Status::invalid_input, where, "a finite number", j.dump());
-  return v;
-}
-int64_t integer(const json& j, const std::string& where) {
-  if (!j.is_number_integer()) fail(Status::invalid_input, where, "an integer", j.dump());
-  return j.get<int64_t>();
-}
-std::string text(const json& j, const std::string& where) {
-  if (!j.is_string()) fail(Status::invalid_input, where, "a string", j.dump());
-  return j.get<std::string>();
-}
 const json& array(const json& j, size_t n, const std::string& where) {
   if (!j.is_array() || j.size() != n)
     fail(Status::invalid_input, where, str("an array of ", n, " entries"),
@@ -57,7 +33,7 @@ json levels_json(const std::array<double, kLevels>& v) {
   return o;
 }
 std::array<double, kLevels> levels_from(const json& j, const std::string& where) {
-  check_fields(j, where, {"self", "node", "leaf", "remote"});
+  json_check::fields(j, where, {"self", "node", "leaf", "remote"});
   std::array<double, kLevels> v{};
   for (int l = 0; l < kLevels; ++l)
     v[l] = number(need(j, level_name(l), where), where + "." + level_name(l));
@@ -118,11 +94,11 @@ json Plan::to_json() const {
 }
 
 Plan Plan::from_json(const json& j, const std::string& where) {
-  check_fields(j, where,
-               {"format",  "version",        "nranks",          "mode",  "rho",      "kl_budget",
-                "eps",     "source",         "solver",          "shape", "node",     "leaf",
-                "storage", "ladder",         "ladder_capacity", "x",     "capacity", "predicted",
-                "shares",  "ladder_profile", "kl_from_uniform"});
+  json_check::fields(
+      j, where, {"format",  "version",        "nranks",          "mode",  "rho",      "kl_budget",
+                 "eps",     "source",         "solver",          "shape", "node",     "leaf",
+                 "storage", "ladder",         "ladder_capacity", "x",     "capacity", "predicted",
+                 "shares",  "ladder_profile", "kl_from_uniform"});
   std::string format = text(need(j, "format", where), where + ".format");
   if (format != kFormat)
     fail(Status::invalid_input, where + ".format", str("'", kFormat, "'"), "'" + format + "'");
@@ -142,7 +118,7 @@ Plan Plan::from_json(const json& j, const std::string& where) {
   if (j.contains("solver")) {
     const json& s = j["solver"];
     std::string w = where + ".solver";
-    check_fields(s, w, {"name", "seconds", "iterations"});
+    json_check::fields(s, w, {"name", "seconds", "iterations"});
     if (s.contains("name")) p.solver = text(s["name"], w + ".name");
     if (s.contains("seconds")) p.solve_seconds = number(s["seconds"], w + ".seconds");
     if (s.contains("iterations"))
@@ -151,9 +127,9 @@ Plan Plan::from_json(const json& j, const std::string& where) {
   {
     const json& s = need(j, "shape", where);
     std::string w = where + ".shape";
-    check_fields(s, w,
-                 {"experts_per_rank", "tokens_per_rank", "top_k", "hidden", "bytes_per_element",
-                  "capacity_factor"});
+    json_check::fields(s, w,
+                       {"experts_per_rank", "tokens_per_rank", "top_k", "hidden",
+                        "bytes_per_element", "capacity_factor"});
     p.shape.experts_per_rank =
         static_cast<int>(integer(need(s, "experts_per_rank", w), w + ".experts_per_rank"));
     p.shape.tokens_per_rank = integer(need(s, "tokens_per_rank", w), w + ".tokens_per_rank");
@@ -212,9 +188,9 @@ Plan Plan::from_json(const json& j, const std::string& where) {
   if (j.contains("predicted")) {
     const json& pr = j["predicted"];
     std::string w = where + ".predicted";
-    check_fields(pr, w,
-                 {"plan_s", "plan_bw_s", "plan_lat_s", "uniform_s", "uniform_bw_s", "speedup",
-                  "bw_speedup"});
+    json_check::fields(pr, w,
+                       {"plan_s", "plan_bw_s", "plan_lat_s", "uniform_s", "uniform_bw_s", "speedup",
+                        "bw_speedup"});
     Metrics& m = p.metrics;
     m.plan_seconds = number(need(pr, "plan_s", w), w + ".plan_s");
     m.uniform_seconds = number(need(pr, "uniform_s", w), w + ".uniform_s");
