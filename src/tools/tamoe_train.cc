@@ -17,6 +17,10 @@
 #include "topology/synthetic.h"
 #include "train/dataset.h"
 #include "train/moe/trainer.h"
+#if TAMOE_HAVE_CUDA
+#include "collectives/device.h"
+#include "train/gpu/gpu_trainer.h"
+#endif
 
 namespace {
 
@@ -30,6 +34,7 @@ struct Args {
   uint64_t seed = 1;
   std::string aux = "switch", overflow = "drop", plan_file, cluster_spec, log_file, checkpoint;
   std::string data_dir = train::kFashionMnistDir, a2a_algo, plan_mode = "sym";
+  std::string device = "host";
   int64_t max_train = -1, max_test = -1, stop_after = -1;
   bool resume = false, quiet = false;
 };
@@ -51,7 +56,8 @@ int run(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &P);
   Args a;
-  CLI::App app{"tamoe-train: expert-parallel MoE classifier on Fashion-MNIST (host path)"};
+  CLI::App app{
+      "tamoe-train: expert-parallel MoE classifier on Fashion-MNIST (host path, or --device gpu)"};
   app.add_option("--epochs", a.epochs)->capture_default_str();
   app.add_option("--batch", a.batch, "samples per rank per step")->capture_default_str();
   app.add_option("--hidden", a.hidden, "model width H")->capture_default_str();
@@ -96,6 +102,10 @@ int run(int argc, char** argv) {
   app.add_option("--eval-batch", a.eval_batch)->capture_default_str();
   app.add_option("--stop-after", a.stop_after, "stop after this many steps (tests)");
   app.add_flag("-q,--quiet", a.quiet, "no interval lines on the terminal");
+  app.add_option("--device", a.device,
+                 "host: Eigen + MPI; gpu: cuBLAS, tamoe kernels, NCCL (one GPU per rank)")
+      ->check(CLI::IsMember({"host", "gpu"}))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -187,7 +197,32 @@ int run(int argc, char** argv) {
   tc.bias_rate = a.bias_rate;
   tc.eval_batch = a.eval_batch;
   tc.stop_after_steps = a.stop_after;
-  train::moe::Trainer trainer(tc, mc, layout, a2a, tr, te);
+  // --device gpu: NCCL needs one GPU per rank; NcclGroups::create makes all ranks agree on that.
+  const bool gpu = a.device == "gpu";
+  std::unique_ptr<train::moe::Trainer> host_trainer;
+#if TAMOE_HAVE_CUDA
+  std::unique_ptr<coll::NcclGroups> nccl;
+  std::unique_ptr<coll::DeviceAllToAll> dev_a2a;
+  std::unique_ptr<train::gpu::GpuTrainer> gpu_trainer;
+  if (gpu) {
+    try {
+      nccl = coll::NcclGroups::create(groups);
+    } catch (const Error& e) {
+      if (e.status() != Status::unavailable) throw;
+      fail(Status::unavailable, "tamoe-train --device gpu",
+           str("NCCL needs one CUDA device per rank on every host: run at most as many ranks per "
+               "host as it has GPUs, or use --device host (",
+               e.what(), ")"));
+    }
+    dev_a2a = std::make_unique<coll::DeviceAllToAll>(*nccl, ao);
+    gpu_trainer = std::make_unique<train::gpu::GpuTrainer>(tc, mc, layout, a2a, *dev_a2a, tr, te);
+  }
+#else
+  if (gpu)
+    fail(Status::unavailable, "--device gpu", "a build with CUDA and NCCL (TAMOE_WITH_CUDA)",
+         "this tamoe-train was built without them");
+#endif
+  if (!gpu) host_trainer = std::make_unique<train::moe::Trainer>(tc, mc, layout, a2a, tr, te);
 
   std::ofstream log;
   if (rank == 0 && !a.log_file.empty()) {
@@ -196,10 +231,11 @@ int run(int argc, char** argv) {
   }
   if (rank == 0) {
     std::printf(
-        "tamoe-train: %s; %d MoE layers x %d experts (E=%d per rank), top-%d, H=%d, "
+        "tamoe-train (%s): %s; %d MoE layers x %d experts (E=%d per rank), top-%d, H=%d, "
         "ffn=%d; aux %s (weight %g); target: %s\n",
-        cluster.describe().c_str(), a.layers, layout.num_experts(), a.experts_per_rank, a.top_k,
-        a.hidden, a.ffn_hidden, a.aux.c_str(), a.aux_weight, plan_desc.c_str());
+        a.device.c_str(), cluster.describe().c_str(), a.layers, layout.num_experts(),
+        a.experts_per_rank, a.top_k, a.hidden, a.ffn_hidden, a.aux.c_str(), a.aux_weight,
+        plan_desc.c_str());
     std::printf("data: %lld train, %lld test samples; batch %d per rank (%d global)\n",
                 static_cast<long long>(tr.size()), static_cast<long long>(te.size()), a.batch,
                 a.batch * P);
@@ -258,18 +294,26 @@ int run(int argc, char** argv) {
           << "\n"
           << std::flush;
   };
-  const bool finished = trainer.run(on_interval, on_epoch);
-  const train::moe::Metrics tot = trainer.totals();
+#if TAMOE_HAVE_CUDA
+  const bool finished =
+      gpu ? gpu_trainer->run(on_interval, on_epoch) : host_trainer->run(on_interval, on_epoch);
+  const train::moe::Metrics tot = gpu ? gpu_trainer->totals() : host_trainer->totals();
+  const int64_t steps_run = gpu ? gpu_trainer->step() : host_trainer->step();
+#else
+  const bool finished = host_trainer->run(on_interval, on_epoch);
+  const train::moe::Metrics tot = host_trainer->totals();
+  const int64_t steps_run = host_trainer->step();
+#endif
   if (!finished) {
     if (rank == 0)
-      std::printf("stopped after step %lld (--stop-after)\n",
-                  static_cast<long long>(trainer.step()));
+      std::printf("stopped after step %lld (--stop-after)\n", static_cast<long long>(steps_run));
     return 0;
   }
   if (rank == 0) {
     const double steps = std::max<double>(1, static_cast<double>(tot.samples) / (a.batch * P));
     const double ms = 1e3 / steps;
     std::printf("\nsummary (this run: %lld steps)\n", static_cast<long long>(steps));
+    std::printf("  %-28s %s\n", "device", a.device.c_str());
     std::printf("  %-28s %s\n", "aux", a.aux.c_str());
     std::printf("  %-28s %.2f%%\n", "test accuracy", 100 * last.accuracy);
     std::printf("  %-28s %.4f\n", "test loss", last.loss);
@@ -289,6 +333,7 @@ int run(int argc, char** argv) {
       j["test_loss"] = last.loss;
       j["test_share_cross_node"] = last.share_cross_node;
       j["aux_kind"] = a.aux;
+      j["device"] = a.device;
       j["seed"] = a.seed;
       log << j.dump() << "\n";
     }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine for tamoe-train's GPU path: a trimmed build (only tamoe-train and
+# the GPU path's tests), the tests, then 1 epoch of the default model at 1 rank on the GPU and on
+# the host for comparison, and the refusal of 2 ranks on a 1-GPU host. Logs under $OUT.
+# Usage (repo root): DATA=<fashion-mnist dir> tests/mpi/train_gpu/run_on_gpu.sh
+set -uo pipefail
+out=${OUT:-$PWD/gpu_out}
+data=${DATA:-/usr/share/datasets/fashion-mnist}
+b=${BUILD:-/tmp/b}
+mkdir -p "$out"
+export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+nvidia-smi -L | tee "$out/gpu.txt"; nproc
+cmake -S . -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTAMOE_WITH_CUDA=ON -DTAMOE_WERROR=OFF \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DTAMOE_BUILD_BENCH=OFF > "$out/configure.log" 2>&1 ||
+  { tail -30 "$out/configure.log"; exit 1; }
+t0=$(date +%s)
+ninja -C "$b" -j16 -k 0 tamoe-train test_train_gpu_kernels test_gpu_trainer > "$out/build.log" 2>&1 ||
+  { grep -B2 -A12 "error" "$out/build.log" | head -80; exit 1; }
+echo "build $(( $(date +%s) - t0 )) s; warnings: $(grep -c 'warning:' "$out/build.log")"
+grep -A4 'warning:' "$out/build.log" | head -20
+ctest --test-dir "$b" -R 'test_train_gpu|test_gpu_trainer' --output-on-failure --timeout 200 \
+  > "$out/ctest.log" 2>&1
+grep -E "tests passed|Failed|SKIP|rel diff" "$out/ctest.log"
+"$b/tests/mpi/train_gpu/test_gpu_trainer" 2>&1 | grep "rel diff"
+run() {  # device, extra args
+  local dev=$1; shift
+  /usr/bin/time -f "wall %e s" mpirun -np 1 --bind-to none "$b/src/tools/tamoe-train" --data "$data" \
+    --device "$dev" --epochs 1 --interval 200 --log "$out/train_$dev.jsonl" "$@" \
+    > "$out/train_$dev.log" 2>&1
+  tail -14 "$out/train_$dev.log"
+}
+run gpu
+run host
+mpirun -np 2 --bind-to none "$b/src/tools/tamoe-train" --data "$data" --device gpu --max-train 64 \
+  --max-test 10 2>&1 | grep -m1 "error"
