@@ -23,14 +23,18 @@ ctest --test-dir "$b" -R 'test_train_gpu|test_gpu_trainer' --output-on-failure -
   > "$out/ctest.log" 2>&1
 grep -E "tests passed|Failed|SKIP|rel diff" "$out/ctest.log"
 "$b/tests/mpi/train_gpu/test_gpu_trainer" 2>&1 | grep "rel diff"
-run() {  # device, extra args
-  local dev=$1; shift
+run() {  # tag, device, extra args
+  local tag=$1 dev=$2; shift 2
   /usr/bin/time -f "wall %e s" mpirun -np 1 --bind-to none "$b/src/tools/tamoe-train" --data "$data" \
-    --device "$dev" --epochs 1 --interval 200 --log "$out/train_$dev.jsonl" "$@" \
-    > "$out/train_$dev.log" 2>&1
-  tail -14 "$out/train_$dev.log"
+    --device "$dev" --epochs 1 --interval 200 --log "$out/${tag}_$dev.jsonl" "$@" \
+    > "$out/${tag}_$dev.log" 2>&1
+  echo "== $tag $dev $*"; grep -E "test accuracy|ms/step|step time|wall" "$out/${tag}_$dev.log"
 }
-run gpu
-run host
+# The default model (H 64, ffn 128, batch 64), then a wider one where the GEMMs matter.
+run default gpu
+run default host
+wide="--hidden 256 --ffn-hidden 1024 --batch 256 --max-train 16384 --max-test 2000 --interval 16"
+run wide gpu $wide
+run wide host $wide
 mpirun -np 2 --bind-to none "$b/src/tools/tamoe-train" --data "$data" --device gpu --max-train 64 \
   --max-test 10 2>&1 | grep -m1 "error"

@@ -155,6 +155,7 @@ TEST_CASE("gpu trainer: steps equal the host path (routing, losses, gradients, p
       for (auto& l : h.layers) bias.emplace_back(l->config().target, bo);
     MoeClassifier check(mc, j.layout, *j.a2a, tc.seed, j.rank);  // receives the GPU's values
     BatchSampler sampler(train.size(), tc.batch, tc.seed, j.rank, j.P);
+    sampler.set_epoch(0);
     MatrixRf x;
     std::vector<int> y;
     for (int step = 0; step < 5; ++step) {
