@@ -60,34 +60,41 @@ LinearRef GpuClassifier::linear(const std::string& prefix) {
                    grad(prefix + ".bias")};
 }
 
-void GpuClassifier::copy_registry(ParamRegistry& host, bool vals, bool to_host) const {
-  const auto* base = static_cast<float*>(vals ? values_.get() : grads_.get());
-  for (const auto& e : host.entries()) {
-    auto it = slots_.find(e.name);
-    if (it == slots_.end())
-      fail(Status::invalid_argument, "GpuClassifier: host registry",
-           "parameter names of this model", str("'", e.name, "'"));
-    MatrixRf& m = vals ? e.param->value : e.param->grad;
-    if (m.rows() != it->second.rows || m.cols() != it->second.cols)
-      fail(Status::invalid_argument, str("GpuClassifier: ", e.name),
-           str(it->second.rows, " x ", it->second.cols), str(m.rows(), " x ", m.cols()));
-    float* dev = const_cast<float*>(base) + it->second.offset;
-    const size_t bytes = static_cast<size_t>(m.size()) * sizeof(float);
-    if (to_host)
-      download(m.data(), dev, bytes, stream_);
-    else
-      upload(dev, m.data(), bytes, stream_);
-  }
+const GpuClassifier::Slot& GpuClassifier::slot(const std::string& name, const MatrixRf& m) const {
+  auto it = slots_.find(name);
+  if (it == slots_.end())
+    fail(Status::invalid_argument, "GpuClassifier: host tensor", "a parameter name of this model",
+         str("'", name, "'"));
+  if (m.rows() != it->second.rows || m.cols() != it->second.cols)
+    fail(Status::invalid_argument, str("GpuClassifier: ", name),
+         str(it->second.rows, " x ", it->second.cols), str(m.rows(), " x ", m.cols()));
+  return it->second;
+}
+
+void GpuClassifier::download_slice(const float* flat, const std::string& name,
+                                   MatrixRf& out) const {
+  const Slot& s = slot(name, out);
+  download(out.data(), flat + s.offset, static_cast<size_t>(out.size()) * sizeof(float), stream_);
+}
+
+void GpuClassifier::upload_slice(float* flat, const std::string& name, const MatrixRf& in) const {
+  const Slot& s = slot(name, in);
+  upload(flat + s.offset, in.data(), static_cast<size_t>(in.size()) * sizeof(float), stream_);
 }
 
 void GpuClassifier::download_values(ParamRegistry& host) const {
-  copy_registry(host, true, true);
+  for (const auto& e : host.entries())
+    download_slice(static_cast<const float*>(values_.get()), e.name, e.param->value);
 }
+
 void GpuClassifier::download_grads(ParamRegistry& host) const {
-  copy_registry(host, false, true);
+  for (const auto& e : host.entries())
+    download_slice(static_cast<const float*>(grads_.get()), e.name, e.param->grad);
 }
+
 void GpuClassifier::upload_values(const ParamRegistry& host) {
-  copy_registry(const_cast<ParamRegistry&>(host), true, false);
+  for (const auto& e : host.entries())
+    upload_slice(static_cast<float*>(values_.get()), e.name, e.param->value);
   TAMOE_CHECK_CUDA(cudaStreamSynchronize(stream_));
 }
 

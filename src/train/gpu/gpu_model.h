@@ -43,6 +43,10 @@ class GpuClassifier {
   void download_values(ParamRegistry& host) const;
   void download_grads(ParamRegistry& host) const;
   void upload_values(const ParamRegistry& host);
+  // One parameter's slice of any flat buffer in this layout (values, grads, Adam moments) to or
+  // from a host matrix of its shape.
+  void download_slice(const float* flat, const std::string& name, MatrixRf& out) const;
+  void upload_slice(float* flat, const std::string& name, const MatrixRf& in) const;
 
   const Blas& blas() const { return *blas_; }
   cudaStream_t stream() const { return stream_; }
@@ -55,7 +59,7 @@ class GpuClassifier {
   float* value(const std::string& name);
   float* grad(const std::string& name);
   LinearRef linear(const std::string& prefix);
-  void copy_registry(ParamRegistry& host, bool values, bool to_host) const;
+  const Slot& slot(const std::string& name, const MatrixRf& m) const;
 
   moe::ModelConfig cfg_;
   cudaStream_t stream_;

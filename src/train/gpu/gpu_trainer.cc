@@ -8,6 +8,7 @@
 #include "routing/stats.h"
 #include "runtime/cuda_check.h"
 #include "runtime/error.h"
+#include "train/checkpoint.h"
 #include "train/gpu/train_kernels.h"
 
 namespace tamoe::train::gpu {
@@ -76,10 +77,8 @@ GpuTrainer::GpuTrainer(const moe::TrainConfig& tc, const moe::ModelConfig& mc,
                   str(tc.epochs, ", ", tc.batch, ", ", tc.interval, ", ", tc.eval_batch));
   TAMOE_CHECK_ARG(train.features() == mc.in_features, "GpuTrainer: training set",
                   str(mc.in_features, " features"), str(train.features()));
-  if (!tc.checkpoint.empty() || tc.resume)
-    fail(Status::unavailable, "GpuTrainer: --checkpoint/--resume",
-         "no checkpoint options on the GPU path (not implemented yet; use --device host)",
-         tc.checkpoint);
+  TAMOE_CHECK_ARG(!tc.resume || !tc.checkpoint.empty(), "GpuTrainer: resume", "a checkpoint path",
+                  "none");
   // The device of this rank was bound by NcclGroups::create.
   TAMOE_CHECK_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   TAMOE_CHECK_CUDA(cudaEventCreate(&ar_begin_));
@@ -88,6 +87,7 @@ GpuTrainer::GpuTrainer(const moe::TrainConfig& tc, const moe::ModelConfig& mc,
   AdamOptions ao;
   ao.lr = tc.lr;
   adam_ = std::make_unique<GpuAdam>(model_->numel(), ao, stream_);
+  if (!tc.checkpoint.empty()) host_adam_ = std::make_unique<Adam>(host_.params(), ao);
   if (mc.moe.aux == moe::AuxKind::ta_bias) {
     route::BiasControllerOptions bo;
     bo.rate = tc.bias_rate;
@@ -210,17 +210,96 @@ moe::Metrics GpuTrainer::totals() const {
   return reduce(run_acc_);
 }
 
+nlohmann::json GpuTrainer::config_json() const {
+  // The fields of moe::Trainer's checkpoint config, plus the device.
+  return {{"ranks", P_},
+          {"experts_per_rank", layout_.experts_per_rank},
+          {"nodes", layout_.num_nodes()},
+          {"layers", mc_.layers},
+          {"hidden", mc_.moe.hidden},
+          {"ffn_hidden", mc_.moe.ffn_hidden},
+          {"top_k", mc_.moe.gate.k},
+          {"aux", moe::aux_name(mc_.moe.aux)},
+          {"aux_weight", mc_.moe.aux_weight},
+          {"capacity_factor", mc_.moe.gate.capacity_factor},
+          {"node_limit", mc_.moe.gate.max_nodes},
+          {"batch", tc_.batch},
+          {"lr", tc_.lr},
+          {"seed", tc_.seed},
+          {"interval", tc_.interval},
+          {"device", "gpu"}};
+}
+
+// The Adam moments travel through host_adam_'s tensors ("m/<param>", "v/<param>").
+void GpuTrainer::save(int64_t epoch, int64_t batch) {
+  model_->download_values(host_.params());
+  for (const NamedTensor& t : host_adam_->state()) {
+    const bool m = t.name.rfind("m/", 0) == 0;
+    model_->download_slice(m ? adam_->m() : adam_->v(), t.name.substr(2), *t.tensor);
+  }
+  host_adam_->set_steps(adam_->steps());
+  TrainState st;
+  st.step = step_;
+  st.epoch = epoch;
+  st.batch = batch;
+  st.extra = {{"config", config_json()}, {"rank", rank_}, {"ranks", P_}};
+  nlohmann::json biases = nlohmann::json::array();
+  for (const auto& b : bias_) {
+    const Eigen::VectorXd v = b.bias_double();
+    biases.push_back(std::vector<double>(v.data(), v.data() + v.size()));
+  }
+  st.extra["bias"] = biases;
+  save_checkpoint(str(tc_.checkpoint, ".rank", rank_), host_.params(), host_adam_.get(), st);
+  TAMOE_CHECK_MPI(MPI_Barrier(comm_));
+}
+
+void GpuTrainer::restore(int64_t* epoch, int64_t* batch) {
+  const std::string path = str(tc_.checkpoint, ".rank", rank_);
+  TrainState st = load_checkpoint(path, host_.params(), host_adam_.get());
+  const int ranks = st.extra.value("ranks", -1);
+  TAMOE_CHECK_ARG(ranks == P_, path + ": extra.ranks", str(P_, " (this job)"), str(ranks));
+  int64_t lo = 0, hi = 0;
+  TAMOE_CHECK_MPI(MPI_Allreduce(&st.step, &lo, 1, MPI_INT64_T, MPI_MIN, comm_));
+  TAMOE_CHECK_MPI(MPI_Allreduce(&st.step, &hi, 1, MPI_INT64_T, MPI_MAX, comm_));
+  if (lo != hi)
+    fail(Status::invalid_input, path + ": step", "the same step on every rank",
+         str("steps from ", lo, " to ", hi, " (rank ", rank_, ": ", st.step,
+             "); the job died between two ranks' checkpoints"));
+  const auto& biases = st.extra.at("bias");
+  TAMOE_CHECK_ARG(biases.size() == bias_.size(), path + ": extra.bias",
+                  str(bias_.size(), " bias vectors"), str(biases.size()));
+  for (size_t l = 0; l < bias_.size(); ++l) {
+    const std::vector<double> v = biases[l].get<std::vector<double>>();
+    bias_[l].set_bias(
+        Eigen::Map<const Eigen::VectorXd>(v.data(), static_cast<Eigen::Index>(v.size())));
+    model_->layers[l]->set_bias(bias_[l].bias());
+  }
+  model_->upload_values(host_.params());
+  for (const NamedTensor& t : host_adam_->state()) {
+    const bool m = t.name.rfind("m/", 0) == 0;
+    model_->upload_slice(m ? adam_->m() : adam_->v(), t.name.substr(2), *t.tensor);
+  }
+  adam_->set_steps(host_adam_->steps());
+  TAMOE_CHECK_CUDA(cudaStreamSynchronize(stream_));
+  step_ = st.step;
+  *epoch = st.epoch;
+  *batch = st.batch;
+}
+
 bool GpuTrainer::run(const std::function<void(const moe::IntervalReport&)>& on_interval,
                      const std::function<void(int64_t, const moe::EvalResult&)>& on_epoch) {
   BatchSampler sampler(train_.size(), tc_.batch, tc_.seed, rank_, P_);
+  int64_t epoch = 0, first_batch = 0;
+  if (tc_.resume) restore(&epoch, &first_batch);
   const int64_t per_epoch = sampler.batches();
   const int64_t steps_total = per_epoch * tc_.epochs;
+  const int64_t start_step = step_;
   const double t_start = now_s();
   MatrixRf x;
   std::vector<int> y;
-  for (int64_t epoch = 0; epoch < tc_.epochs; ++epoch) {
+  for (; epoch < tc_.epochs; ++epoch, first_batch = 0) {
     sampler.set_epoch(epoch);
-    for (int64_t b = 0; b < per_epoch; ++b) {
+    for (int64_t b = first_batch; b < per_epoch; ++b) {
       const double t0 = now_s();
       gather_batch(train_, sampler.batch(b), x, y);
       const StepResult r = train_step(x, y);
@@ -236,10 +315,14 @@ bool GpuTrainer::run(const std::function<void(const moe::IntervalReport&)>& on_i
         rep.steps_total = steps_total;
         rep.batches_per_epoch = per_epoch;
         rep.elapsed_s = now_s() - t_start;
-        rep.eta_s = rep.elapsed_s / static_cast<double>(std::max<int64_t>(1, step_)) *
+        rep.eta_s = rep.elapsed_s / static_cast<double>(std::max<int64_t>(1, step_ - start_step)) *
                     static_cast<double>(steps_total - step_);
         rep.m = reduce(acc_);
         acc_.assign(kAccSize, 0.0);
+        if (!tc_.checkpoint.empty()) {
+          const bool last = b + 1 == per_epoch;
+          save(last ? epoch + 1 : epoch, last ? 0 : b + 1);
+        }
         if (on_interval) on_interval(rep);
       }
       if (stop) return false;

@@ -3,8 +3,9 @@
 // parameters) and Adam on the device. The host model is built first with the host code and the
 // same seed, and its parameters are copied to the device, so both paths start equal.
 //
-// One GPU per rank (coll::NcclGroups binds rank i of a host to device i). Checkpoints are not
-// supported on this path yet (the constructor refuses a checkpoint path).
+// One GPU per rank (coll::NcclGroups binds rank i of a host to device i). Checkpoints have the
+// host path's format and content (parameters, Adam moments and step, counters, ta-bias biases;
+// copied to the host at each interval), so a run may resume on either device.
 #pragma once
 
 #include <functional>
@@ -30,7 +31,7 @@ class GpuTrainer {
              coll::DeviceAllToAll& dev_a2a, const Dataset& train, const Dataset& test);
   ~GpuTrainer();
 
-  // As moe::Trainer::run (no checkpoints). Returns false when stopped by stop_after_steps.
+  // As moe::Trainer::run. Returns false when stopped by stop_after_steps.
   bool run(const std::function<void(const moe::IntervalReport&)>& on_interval,
            const std::function<void(int64_t epoch, const moe::EvalResult&)>& on_epoch);
   // Collective: accuracy and loss on the whole set, sharded over the ranks.
@@ -38,8 +39,8 @@ class GpuTrainer {
   // Collective: one optimizer step on this rank's batch (x: rows x features, labels).
   StepResult train_step(const MatrixRf& x, const std::vector<int>& y);
 
-  // The host model that initialised the parameters (not updated by training: call
-  // model().download_values(host_model().params()) to bring the trained values over).
+  // The host model that initialised the parameters; it holds the values of the last checkpoint
+  // written or read (call model().download_values(host_model().params()) for the current ones).
   moe::MoeClassifier& host_model() { return host_; }
   GpuClassifier& model() { return *model_; }
   GpuAdam& adam() { return *adam_; }
@@ -48,6 +49,9 @@ class GpuTrainer {
 
  private:
   moe::Metrics reduce(const std::vector<double>& acc) const;
+  void save(int64_t epoch, int64_t batch);
+  void restore(int64_t* epoch, int64_t* batch);
+  nlohmann::json config_json() const;
   void accumulate(double loss, double aux, int64_t correct, int64_t samples, double t_step,
                   double t_allreduce);
   const float* upload_batch(const MatrixRf& x, const std::vector<int>& y, int classes);
@@ -64,6 +68,7 @@ class GpuTrainer {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<GpuClassifier> model_;
   std::unique_ptr<GpuAdam> adam_;
+  std::unique_ptr<Adam> host_adam_;  // holds the moments on their way to and from checkpoints
   std::vector<route::BiasController> bias_;
   int64_t step_ = 0;
   std::vector<double> acc_, run_acc_;

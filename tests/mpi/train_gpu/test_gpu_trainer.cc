@@ -1,11 +1,14 @@
 // tamoe-train's GPU path against its host path at 1/2/4 ranks (2 virtual nodes from 2 ranks):
 // from the same initial parameters and batches, a few optimizer steps give the same routing,
 // the same losses and gradients, and parameters equal at fp32 tolerance; evaluation agrees; the
-// GPU loop learns. Skips (passes with a warning) when a rank has no CUDA device of its own.
+// GPU loop learns; a run resumed from its checkpoint (on the GPU or the host path) ends where the
+// uninterrupted one does. Skips (passes with a warning) when a rank has no CUDA device of its own.
 #include <mpi.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <vector>
 
 #include "catch_compat.h"
@@ -235,12 +238,53 @@ TEST_CASE("gpu trainer: the loop learns and evaluation equals the host's", "[tra
   CHECK(he.share_cross_node == Catch::Approx(after.share_cross_node).margin(0.02));
 }
 
-TEST_CASE("gpu trainer: checkpoints are refused on the GPU path", "[train][gpu]") {
+TEST_CASE("gpu trainer: a resumed run equals the uninterrupted one, on either device",
+          "[train][gpu]") {
   Job j;
   if (!j.dev) return;
-  const Dataset train = make_data(32, 1);
+  const Dataset train = make_data(320, 1), test = make_data(64, 2);
+  const ModelConfig mc = model_config(j, AuxKind::ta_bias, route::Overflow::reroute);
+  long id = static_cast<long>(::getpid());
+  MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+  const std::string prefix =
+      (std::filesystem::temp_directory_path() / ("tamoe_test_gpu_ckpt_" + std::to_string(id)))
+          .string();
   TrainConfig tc = train_config();
-  tc.checkpoint = "/tmp/tamoe_gpu_ckpt";
-  const ModelConfig mc = model_config(j, AuxKind::none, route::Overflow::drop_lowest);
-  REQUIRE_THROWS_AS(gpu::GpuTrainer(tc, mc, j.layout, *j.a2a, *j.dev, train, train), Error);
+  const int64_t per_epoch = train.size() / (tc.batch * j.P);
+  tc.checkpoint = prefix + ".full";
+  gpu::GpuTrainer full(tc, mc, j.layout, *j.a2a, *j.dev, train, test);
+  REQUIRE(full.run(nullptr, nullptr));
+  MoeClassifier want(mc, j.layout, *j.a2a, tc.seed, j.rank);
+  full.model().download_values(want.params());
+
+  // Stopped mid-epoch (after its checkpoint), then resumed on the GPU and on the host.
+  tc.checkpoint = prefix + ".part";
+  tc.stop_after_steps = per_epoch + 3;
+  {
+    gpu::GpuTrainer part(tc, mc, j.layout, *j.a2a, *j.dev, train, test);
+    REQUIRE_FALSE(part.run(nullptr, nullptr));
+  }
+  tc.stop_after_steps = -1;
+  tc.resume = true;
+  const std::string part_file = str(prefix, ".part.rank", j.rank);
+  std::filesystem::copy_file(part_file, part_file + ".bak");
+  gpu::GpuTrainer resumed(tc, mc, j.layout, *j.a2a, *j.dev, train, test);
+  REQUIRE(resumed.run(nullptr, nullptr));
+  CHECK(resumed.step() == full.step());
+  MoeClassifier got(mc, j.layout, *j.a2a, tc.seed, j.rank);
+  resumed.model().download_values(got.params());
+  std::string which;
+  const double gpu_err = worst_rel(got.params(), want.params(), false, &which);
+  INFO("GPU resume: worst " << which << " rel " << gpu_err);
+  CHECK(gpu_err < 1e-6);
+
+  std::filesystem::rename(part_file + ".bak", part_file);
+  Trainer host(tc, mc, j.layout, *j.a2a, train, test);
+  REQUIRE(host.run(nullptr, nullptr));
+  CHECK(host.step() == full.step());
+  const double host_err = worst_rel(host.model().params(), want.params(), false, &which);
+  INFO("host resume of a GPU checkpoint: worst " << which << " rel " << host_err);
+  CHECK(host_err < 1e-3);
+  for (const char* s : {".full.rank", ".part.rank"})
+    std::filesystem::remove(str(prefix, s, j.rank));
 }
