@@ -12,26 +12,33 @@ std::unique_ptr<DeviceDispatch> DeviceDispatch::create(DeviceAllToAll& a2a,
                                                        const int32_t* expert_ids,
                                                        const DispatchShape& shape,
                                                        cudaStream_t stream) {
-  const Groups& g = a2a.groups();
+  std::unique_ptr<DeviceDispatch> h(new DeviceDispatch(a2a));
+  h->update(expert_ids, shape, stream);
+  return h;
+}
+
+void DeviceDispatch::update(const int32_t* expert_ids, const DispatchShape& shape,
+                            cudaStream_t stream) {
+  const Groups& g = a2a_->groups();
   const int P = g.size(), E = shape.experts_per_rank;
   // Ids are checked on the host (a small copy) so a bad one gets a message naming its slot.
-  std::vector<int32_t> ids(std::max<int64_t>(0, shape.tokens * shape.k));
-  if (!ids.empty()) {
-    TAMOE_CHECK_CUDA(cudaMemcpyAsync(ids.data(), expert_ids, ids.size() * sizeof(int32_t),
-                                     cudaMemcpyDeviceToHost, stream));
+  ids_host_.resize(std::max<int64_t>(0, shape.tokens * shape.k));
+  if (!ids_host_.empty()) {
+    TAMOE_CHECK_CUDA(cudaMemcpyAsync(ids_host_.data(), expert_ids,
+                                     ids_host_.size() * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                     stream));
     TAMOE_CHECK_CUDA(cudaStreamSynchronize(stream));
   }
-  check_routing_input(g, ids.data(), shape, "DeviceDispatch::create");
-  std::unique_ptr<DeviceDispatch> h(new DeviceDispatch(a2a));
-  h->shape_ = shape;
-  h->P_ = P;
+  check_routing_input(g, ids_host_.data(), shape, "DeviceDispatch::update");
+  shape_ = shape;
+  P_ = P;
+  returned_hidden_ = -1;
   const int64_t slots = shape.tokens * shape.k;
   const int N = P * E;
-  auto* rows = static_cast<int64_t*>(h->slot_row_.reserve(std::max<int64_t>(1, slots) * 8));
-  DeviceBuffer count_dev, work;
-  auto* cnt = static_cast<int64_t*>(count_dev.reserve(static_cast<size_t>(N) * 8));
+  auto* rows = static_cast<int64_t*>(slot_row_.reserve(std::max<int64_t>(1, slots) * 8));
+  auto* cnt = static_cast<int64_t*>(count_dev_.reserve(static_cast<size_t>(N) * 8));
   TAMOE_CHECK_CUDA(kernels::permute_slots(expert_ids, slots, N, rows, cnt,
-                                          work.reserve(kernels::permute_slots_workspace_bytes(N)),
+                                          work_.reserve(kernels::permute_slots_workspace_bytes(N)),
                                           stream));
   std::vector<int64_t> send_de(N);
   TAMOE_CHECK_CUDA(
@@ -46,26 +53,26 @@ std::unique_ptr<DeviceDispatch> DeviceDispatch::create(DeviceAllToAll& a2a,
       send_tot[d] += send_de[d * E + e];
       recv_tot[d] += recv_se[d * E + e];
     }
-  h->counts_ = exchange_counts(g, send_tot.data(), recv_tot.data());
-  h->counts_t_.P = P;
-  h->counts_t_.c.resize(h->counts_.c.size());
+  counts_ = exchange_counts(g, send_tot.data(), recv_tot.data());
+  counts_t_.P = P;
+  counts_t_.c.resize(counts_.c.size());
   for (int i = 0; i < P; ++i)
-    for (int j = 0; j < P; ++j)
-      h->counts_t_.c[static_cast<size_t>(j) * P + i] = h->counts_.at(i, j);
-  for (int64_t v : send_tot) h->send_rows_ += v;
-  for (int64_t v : recv_tot) h->recv_rows_ += v;
-  h->recv_se_off_ = packed_displs(recv_se.data(), P * E);
-  h->recv_es_.resize(static_cast<size_t>(E) * P);
+    for (int j = 0; j < P; ++j) counts_t_.c[static_cast<size_t>(j) * P + i] = counts_.at(i, j);
+  send_rows_ = recv_rows_ = 0;
+  for (int64_t v : send_tot) send_rows_ += v;
+  for (int64_t v : recv_tot) recv_rows_ += v;
+  recv_se_off_ = packed_displs(recv_se.data(), P * E);
+  recv_es_.resize(static_cast<size_t>(E) * P);
   for (int e = 0; e < E; ++e)
-    for (int s = 0; s < P; ++s) h->recv_es_[e * P + s] = recv_se[s * E + e];
-  h->recv_es_off_ = packed_displs(h->recv_es_.data(), E * P);
+    for (int s = 0; s < P; ++s) recv_es_[e * P + s] = recv_se[s * E + e];
+  recv_es_off_ = packed_displs(recv_es_.data(), E * P);
   // Both reorder block lists, uploaded once: [0, 3B) source-major -> expert-major, [3B, 6B) back.
   const int B = P * E;
   std::vector<int64_t> lists(6 * static_cast<size_t>(B));
   for (int s = 0; s < P; ++s)
     for (int e = 0; e < E; ++e) {
       int b = s * E + e;
-      int64_t se = h->recv_se_off_[b], es = h->recv_es_off_[e * P + s], n = recv_se[b];
+      int64_t se = recv_se_off_[b], es = recv_es_off_[e * P + s], n = recv_se[b];
       lists[b] = se;
       lists[B + b] = es;
       lists[2 * B + b] = n;
@@ -73,11 +80,12 @@ std::unique_ptr<DeviceDispatch> DeviceDispatch::create(DeviceAllToAll& a2a,
       lists[4 * B + b] = se;
       lists[5 * B + b] = n;
     }
-  void* d = h->blocks_.reserve(lists.size() * sizeof(int64_t));
+  void* d = blocks_.reserve(lists.size() * sizeof(int64_t));
   TAMOE_CHECK_CUDA(cudaMemcpyAsync(d, lists.data(), lists.size() * sizeof(int64_t),
                                    cudaMemcpyHostToDevice, stream));
+  // `lists` is pageable, so the copy has left it when this returns; the sync keeps the contract
+  // that the handle is ready for host-side queries (counts) and any stream once this returns.
   TAMOE_CHECK_CUDA(cudaStreamSynchronize(stream));
-  return h;
 }
 
 void DeviceDispatch::reorder(const void* src, void* dst, int64_t row_bytes, bool to_expert_major,

@@ -14,6 +14,10 @@ class DeviceDispatch {
   // Collective. expert_ids: device [tokens * k].
   static std::unique_ptr<DeviceDispatch> create(DeviceAllToAll& a2a, const int32_t* expert_ids,
                                                 const DispatchShape& shape, cudaStream_t stream);
+  // Collective: re-plans this handle for new routing (the next step's expert ids), keeping its
+  // device buffers, so a training step pays no cudaMalloc/cudaFree once the sizes have been seen.
+  // Invalidates the rows kept by the last combine.
+  void update(const int32_t* expert_ids, const DispatchShape& shape, cudaStream_t stream);
   int64_t recv_rows() const { return recv_rows_; }
   int64_t send_rows() const { return send_rows_; }
   const std::vector<int64_t>& expert_counts() const { return recv_es_; }  // host, [e * P + s]
@@ -41,7 +45,9 @@ class DeviceDispatch {
   DeviceAllToAll* a2a_;
   DispatchShape shape_;
   int P_ = 1;
-  DeviceBuffer slot_row_;  // int64 [tokens * k]
+  DeviceBuffer slot_row_;          // int64 [tokens * k]
+  DeviceBuffer count_dev_, work_;  // permute_slots' counts and workspace
+  std::vector<int32_t> ids_host_;
   CountMatrix counts_, counts_t_;
   std::vector<int64_t> recv_es_, recv_es_off_, recv_se_off_;
   int64_t send_rows_ = 0, recv_rows_ = 0;

@@ -16,3 +16,4 @@ ngpu=$(nvidia-smi -L | wc -l)
 mpirun -np "$ngpu" /tmp/b/src/tools/tamoe-probe --transport nccl -q --check-bytes 0 --out "$out/cm_nccl.json" \
   > "$out/probe_nccl.log" 2>&1; tail -15 "$out/probe_nccl.log"
 /tmp/b/bench/routing/tamoe-bench-gate --iters 100 > "$out/bench_gate.log" 2>&1; tail -14 "$out/bench_gate.log"
+mpirun -np "$ngpu" /tmp/b/bench/collectives/tamoe-bench-dispatch --jsonl "$out/dispatch.jsonl" > "$out/bench_dispatch.log" 2>&1; tail -32 "$out/bench_dispatch.log"
