@@ -149,6 +149,8 @@ StepResult GpuTrainer::train_step(const MatrixRf& x, const std::vector<int>& y) 
     r.correct += cr[i];
   }
   if (rows > 0) r.loss /= static_cast<double>(rows);
+  last_times_ = moe::PhaseTimes{};
+  for (auto& l : model_->layers) l->collect_times(last_times_);
   for (size_t l = 0; l < bias_.size(); ++l) {
     bias_[l].update(model_->layers[l]->topk_counts());
     model_->layers[l]->set_bias(bias_[l].bias());
@@ -164,11 +166,8 @@ void GpuTrainer::accumulate(double loss, double aux, int64_t correct, int64_t sa
   a[kAux] = aux;
   a[kCorrect] = static_cast<double>(correct);
   a[kSamples] = static_cast<double>(samples);
-  moe::PhaseTimes t;
-  for (auto& l : model_->layers) {
-    add_routing(a, *l, rank_);
-    l->collect_times(t);
-  }
+  const moe::PhaseTimes& t = last_times_;
+  for (auto& l : model_->layers) add_routing(a, *l, rank_);
   a[kGate] = t.gate;
   a[kPermute] = t.permute;
   a[kA2a] = t.a2a;

@@ -71,6 +71,7 @@ class GpuTrainer {
   std::unique_ptr<Adam> host_adam_;  // holds the moments on their way to and from checkpoints
   std::vector<route::BiasController> bias_;
   int64_t step_ = 0;
+  moe::PhaseTimes last_times_;  // the layers' phase times of the last train_step
   std::vector<double> acc_, run_acc_;
   cudaEvent_t ar_begin_ = nullptr, ar_end_ = nullptr;
   coll::DeviceBuffer x_, y_, loss_rows_, correct_, dlogits_;
