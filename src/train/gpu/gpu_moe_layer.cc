@@ -152,7 +152,7 @@ void GpuMoeLayer::route_gate(int64_t S) {
 }
 
 void GpuMoeLayer::copy_routing_to_host(int64_t S) {
-  // The dispatch's create() synchronized the stream, so the staged copies are complete.
+  // The dispatch's create()/update() synchronized the stream, so the staged copies are complete.
   const int64_t copies = S * k_;
   HostStage hs = stage_of(host_.reserve(stage_bytes(N_, copies)), N_, copies);
   if (*hs.nonfinite != ~0ULL) {
@@ -192,8 +192,14 @@ const float* GpuMoeLayer::forward(const float* x, int64_t S) {
   route_gate(S);
   clock_.mark(kGate, stream_);
 
-  handle_ = coll::DeviceDispatch::create(*a2a_, static_cast<const int32_t*>(ids_.get()),
-                                         coll::DispatchShape{S, k_, E_}, stream_);
+  // One handle for the layer's lifetime: update() re-plans it for this step's routing and keeps
+  // its device buffers, so a step allocates nothing once the sizes have been seen.
+  const coll::DispatchShape shape{S, k_, E_};
+  const auto* ids = static_cast<const int32_t*>(ids_.get());
+  if (handle_)
+    handle_->update(ids, shape, stream_);
+  else
+    handle_ = coll::DeviceDispatch::create(*a2a_, ids, shape, stream_);
   copy_routing_to_host(S);
   R_ = handle_->recv_rows();
   float* recv = typed<float>(recv_, R_ * H_);
