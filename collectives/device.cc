@@ -200,15 +200,20 @@ DeviceAllToAll::DeviceAllToAll(const NcclGroups& n, AllToAllOptions opts)
 
 DeviceAllToAll::~DeviceAllToAll() = default;
 
-RunInfo DeviceAllToAll::run(const CountMatrix& counts, const DeviceBuffers& b,
-                            cudaStream_t stream) {
+RunInfo DeviceAllToAll::choose(const CountMatrix& counts, int64_t elem_bytes) const {
   std::vector<const Algorithm*> list;
   for (auto& a : algos_) list.push_back(a.get());
   RunInfo info;
-  size_t i =
-      select_algorithm(list, groups(), counts, b.elem_bytes, opts_.model, spec_, &info.reason);
+  size_t i = select_algorithm(list, groups(), counts, elem_bytes, opts_.model, spec_, &info.reason);
   info.algo = algos_[i]->name();
-  algos_[i]->run(n_, counts, b, stream);
+  return info;
+}
+
+RunInfo DeviceAllToAll::run(const CountMatrix& counts, const DeviceBuffers& b,
+                            cudaStream_t stream) {
+  RunInfo info = choose(counts, b.elem_bytes);
+  for (auto& a : algos_)
+    if (a->name() == info.algo) a->run(n_, counts, b, stream);
   return info;
 }
 

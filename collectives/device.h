@@ -78,6 +78,9 @@ class DeviceAllToAll {
   explicit DeviceAllToAll(const NcclGroups& n, AllToAllOptions opts = {});
   ~DeviceAllToAll();
   RunInfo run(const CountMatrix& counts, const DeviceBuffers& b, cudaStream_t stream);
+  // The algorithm run() would pick for these counts (override, else cost model), without running
+  // it; lets DeviceDispatch place flat-NCCL blocks directly in its layouts.
+  RunInfo choose(const CountMatrix& counts, int64_t elem_bytes) const;
   RunInfo run_named(const std::string& algo, const CountMatrix& counts, const DeviceBuffers& b,
                     cudaStream_t stream);
   const NcclGroups& nccl() const { return n_; }

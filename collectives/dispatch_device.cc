@@ -40,7 +40,8 @@ void DeviceDispatch::update(const int32_t* expert_ids, const DispatchShape& shap
   TAMOE_CHECK_CUDA(kernels::permute_slots(expert_ids, slots, N, rows, cnt,
                                           work_.reserve(kernels::permute_slots_workspace_bytes(N)),
                                           stream));
-  std::vector<int64_t> send_de(N);
+  send_de_.assign(N, 0);
+  std::vector<int64_t>& send_de = send_de_;
   TAMOE_CHECK_CUDA(
       cudaMemcpyAsync(send_de.data(), cnt, N * sizeof(int64_t), cudaMemcpyDeviceToHost, stream));
   TAMOE_CHECK_CUDA(cudaStreamSynchronize(stream));
@@ -62,6 +63,7 @@ void DeviceDispatch::update(const int32_t* expert_ids, const DispatchShape& shap
   for (int64_t v : send_tot) send_rows_ += v;
   for (int64_t v : recv_tot) recv_rows_ += v;
   recv_se_off_ = packed_displs(recv_se.data(), P * E);
+  send_de_off_ = packed_displs(send_de.data(), P * E);
   recv_es_.resize(static_cast<size_t>(E) * P);
   for (int e = 0; e < E; ++e)
     for (int s = 0; s < P; ++s) recv_es_[e * P + s] = recv_se[s * E + e];
@@ -95,18 +97,60 @@ void DeviceDispatch::reorder(const void* src, void* dst, int64_t row_bytes, bool
   TAMOE_CHECK_CUDA(kernels::copy_row_blocks(src, dst, l, l + B, l + 2 * B, B, row_bytes, stream));
 }
 
+void DeviceDispatch::exchange_blocks(const void* src, void* dst, int64_t rb, bool forward,
+                                     cudaStream_t stream) {
+  const int E = shape_.experts_per_rank;
+  const char* s = static_cast<const char*>(src);
+  char* d = static_cast<char*>(dst);
+  ncclComm_t comm = a2a_->nccl().world();
+  // Blocks between a pair are matched in posting order (expert order on both sides); both sides
+  // skip the same empty blocks: my send_de_[p, e] is rank p's recv_es_[e, me].
+  TAMOE_CHECK_NCCL(ncclGroupStart());
+  for (int p = 0; p < P_; ++p)
+    for (int e = 0; e < E; ++e) {
+      const size_t on = static_cast<size_t>(send_de_[p * E + e] * rb);
+      const size_t xn = static_cast<size_t>(recv_es_[e * P_ + p] * rb);
+      char* origin = const_cast<char*>(forward ? s : d) + send_de_off_[p * E + e] * rb;
+      char* expert = const_cast<char*>(forward ? d : s) + recv_es_off_[e * P_ + p] * rb;
+      if (forward) {
+        if (xn) TAMOE_CHECK_NCCL(ncclRecv(expert, xn, ncclChar, p, comm, stream));
+        if (on) TAMOE_CHECK_NCCL(ncclSend(origin, on, ncclChar, p, comm, stream));
+      } else {
+        if (on) TAMOE_CHECK_NCCL(ncclRecv(origin, on, ncclChar, p, comm, stream));
+        if (xn) TAMOE_CHECK_NCCL(ncclSend(expert, xn, ncclChar, p, comm, stream));
+      }
+    }
+  TAMOE_CHECK_NCCL(ncclGroupEnd());
+}
+
 void DeviceDispatch::forward_rows(const void* send_rows, int64_t row_bytes, void* expert_rows,
                                   cudaStream_t stream) {
+  RunInfo info = a2a_->choose(counts_, row_bytes);
+  if (info.algo == "nccl") {
+    exchange_blocks(send_rows, expert_rows, row_bytes, true, stream);
+    last_ = info;
+    return;
+  }
   void* st = stage_.reserve(std::max<int64_t>(1, recv_rows_ * row_bytes));
-  last_ = a2a_->run(counts_, DeviceBuffers{send_rows, st, row_bytes, nullptr, nullptr}, stream);
+  last_ = a2a_->run_named(info.algo, counts_,
+                          DeviceBuffers{send_rows, st, row_bytes, nullptr, nullptr}, stream);
+  last_.reason = info.reason;
   reorder(st, expert_rows, row_bytes, true, stream);
 }
 
 void DeviceDispatch::reverse_rows(const void* expert_rows, int64_t row_bytes, void* send_rows,
                                   cudaStream_t stream) {
+  RunInfo info = a2a_->choose(counts_t_, row_bytes);
+  if (info.algo == "nccl") {
+    exchange_blocks(expert_rows, send_rows, row_bytes, false, stream);
+    last_ = info;
+    return;
+  }
   void* st = stage_.reserve(std::max<int64_t>(1, recv_rows_ * row_bytes));
   reorder(expert_rows, st, row_bytes, false, stream);
-  last_ = a2a_->run(counts_t_, DeviceBuffers{st, send_rows, row_bytes, nullptr, nullptr}, stream);
+  last_ = a2a_->run_named(info.algo, counts_t_,
+                          DeviceBuffers{st, send_rows, row_bytes, nullptr, nullptr}, stream);
+  last_.reason = info.reason;
 }
 
 void DeviceDispatch::dispatch(const void* x, int64_t hidden, DType dtype, void* recv,

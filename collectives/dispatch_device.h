@@ -41,6 +41,10 @@ class DeviceDispatch {
                     cudaStream_t stream);
   void reorder(const void* src, void* dst, int64_t row_bytes, bool to_expert_major,
                cudaStream_t stream);
+  // Flat NCCL with one send/recv per (peer, local expert) block, each placed directly in the
+  // other layout: no staging buffer and no reorder pass. forward: send layout -> expert side.
+  void exchange_blocks(const void* src, void* dst, int64_t row_bytes, bool forward,
+                       cudaStream_t stream);
 
   DeviceAllToAll* a2a_;
   DispatchShape shape_;
@@ -50,6 +54,7 @@ class DeviceDispatch {
   std::vector<int32_t> ids_host_;
   CountMatrix counts_, counts_t_;
   std::vector<int64_t> recv_es_, recv_es_off_, recv_se_off_;
+  std::vector<int64_t> send_de_, send_de_off_;  // [d * E + e]: rows to rank d's local expert e
   int64_t send_rows_ = 0, recv_rows_ = 0;
   DeviceBuffer send_, stage_, returned_, blocks_;  // blocks_: both reorder block lists
   int64_t returned_hidden_ = -1;

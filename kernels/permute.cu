@@ -12,31 +12,46 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// One block per global expert: a block-wide stable prefix count of the matching slots.
+// One block per global expert: a block-wide stable prefix count of the matching slots. Each
+// thread takes kRankPer consecutive slots of a tile so a 32K-slot step needs few tiles (each tile
+// costs a barrier round; one slot per thread made this latency-bound at ~100 us).
+constexpr int kRankThreads = 1024, kRankPer = 4;
 __global__ void slot_rank_kernel(const int32_t* ids, int64_t slots, int64_t* slot_row,
                                  int64_t* count) {
   const int e = blockIdx.x;
-  __shared__ int warp_sums[kThreads / 32];
-  __shared__ int64_t base;
-  if (threadIdx.x == 0) base = 0;
-  __syncthreads();
+  __shared__ int warp_sums[kRankThreads / 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int64_t start = 0; start < slots; start += blockDim.x) {
-    int64_t s = start + threadIdx.x;
-    bool hit = s < slots && ids[s] == e;
-    unsigned mask = __ballot_sync(0xffffffffu, hit);
-    int in_warp = __popc(mask & ((1u << lane) - 1u));
-    if (lane == 0) warp_sums[warp] = __popc(mask);
+  const int nwarps = static_cast<int>(blockDim.x >> 5);
+  int64_t base = 0;
+  for (int64_t start = 0; start < slots; start += static_cast<int64_t>(blockDim.x) * kRankPer) {
+    const int64_t s0 = start + static_cast<int64_t>(threadIdx.x) * kRankPer;
+    bool hit[kRankPer];
+    int mine = 0;
+#pragma unroll
+    for (int u = 0; u < kRankPer; ++u) {
+      hit[u] = s0 + u < slots && ids[s0 + u] == e;
+      mine += hit[u];
+    }
+    int incl = mine;  // inclusive scan over the warp
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+      int v = __shfl_up_sync(0xffffffffu, incl, off);
+      if (lane >= off) incl += v;
+    }
+    if (lane == 31) warp_sums[warp] = incl;
     __syncthreads();
     int before = 0, total = 0;
-    for (int w = 0; w < static_cast<int>(blockDim.x >> 5); ++w) {
-      if (w < warp) before += warp_sums[w];
-      total += warp_sums[w];
+    for (int w = 0; w < nwarps; ++w) {
+      const int v = warp_sums[w];
+      if (w < warp) before += v;
+      total += v;
     }
-    if (hit) slot_row[s] = base + before + in_warp;
-    __syncthreads();
-    if (threadIdx.x == 0) base += total;
-    __syncthreads();
+    int r = before + incl - mine;
+#pragma unroll
+    for (int u = 0; u < kRankPer; ++u)
+      if (hit[u]) slot_row[s0 + u] = base + r++;
+    base += total;
+    __syncthreads();  // warp_sums is rewritten by the next tile
   }
   if (threadIdx.x == 0) count[e] = base;
 }
@@ -333,7 +348,8 @@ cudaError_t permute_slots(const int32_t* expert_ids, int64_t slots, int nexperts
                           int64_t* expert_count, void* workspace, cudaStream_t stream) {
   if (nexperts <= 0 || slots < 0) return cudaErrorInvalidValue;
   auto* offset = static_cast<int64_t*>(workspace);
-  slot_rank_kernel<<<nexperts, kThreads, 0, stream>>>(expert_ids, slots, slot_row, expert_count);
+  slot_rank_kernel<<<nexperts, kRankThreads, 0, stream>>>(expert_ids, slots, slot_row,
+                                                          expert_count);
   exclusive_scan_kernel<<<1, 32, 0, stream>>>(expert_count, nexperts, offset);
   if (slots > 0)
     add_offset_kernel<<<grid_for((slots + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
