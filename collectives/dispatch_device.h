@@ -23,6 +23,10 @@ class DeviceDispatch {
   const std::vector<int64_t>& expert_counts() const { return recv_es_; }  // host, [e * P + s]
   const std::vector<int64_t>& expert_offsets() const { return recv_es_off_; }
   const RunInfo& last_run() const { return last_; }
+  // Whether flat NCCL moves rows of row_bytes one block per (peer, expert) straight into the
+  // other layout (mean block >= TAMOE_DISPATCH_DIRECT_BYTES) instead of one message per peer plus
+  // a reorder pass. The same on every rank (from the shared count matrix).
+  bool direct_blocks(int64_t row_bytes) const;
 
   void dispatch(const void* x, int64_t hidden, DType dtype, void* recv, cudaStream_t stream);
   // weights: device [tokens * k].
@@ -57,6 +61,7 @@ class DeviceDispatch {
   std::vector<int64_t> send_de_, send_de_off_;  // [d * E + e]: rows to rank d's local expert e
   int64_t send_rows_ = 0, recv_rows_ = 0;
   DeviceBuffer send_, stage_, returned_, blocks_;  // blocks_: both reorder block lists
+  int64_t direct_bytes_ = 0;                       // TAMOE_DISPATCH_DIRECT_BYTES at update()
   int64_t returned_hidden_ = -1;
   DType returned_dtype_ = DType::f32;
   RunInfo last_;

@@ -56,6 +56,7 @@ struct PointResult {
   coll::DType dtype = coll::DType::bf16;
   std::string pattern;
   int64_t send_rows = 0, recv_rows = 0;  // this rank (rank 0 in the report)
+  std::string path;  // tamoe's flat-NCCL data path: "direct" blocks or "staged" + reorder
   std::vector<OpRow> ops;
   std::vector<KernelRow> kernels;
 };

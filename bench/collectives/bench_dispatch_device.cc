@@ -198,9 +198,9 @@ int run(int argc, char** argv) {
         "= algbw * (P-1)/P = 0; compare algbw and vs_nccl\n");
   std::printf("# device copy bandwidth (cudaMemcpyAsync D2D %lld MiB, read+write): %.1f GB/s\n",
               static_cast<long long>(copy_mib), copy_gbps);
-  std::printf("#%6s %2s %-5s %-8s %-14s %11s %9s %9s %9s %8s %8s %7s %7s\n", "hidden", "k", "dtype",
-              "pattern", "op", "size(B)", "avg(us)", "p50(us)", "p99(us)", "algbw", "busbw",
-              "vs_nccl", "#wrong");
+  std::printf("#%6s %2s %-5s %-8s %-14s %-7s %11s %9s %9s %9s %8s %8s %7s %7s\n", "hidden", "k",
+              "dtype", "pattern", "op", "path", "size(B)", "avg(us)", "p50(us)", "p99(us)", "algbw",
+              "busbw", "vs_nccl", "#wrong");
   std::ofstream js;
   if (!jsonl.empty()) js.open(jsonl, std::ios::app);
   auto common = [&](const PointResult& p) {
@@ -226,14 +226,17 @@ int run(int argc, char** argv) {
         if (!r.vs.empty() && q.op == r.vs && p50 > 0) ratio = percentile(q.seconds, 0.5) / p50;
       char rs[32] = "-";
       if (!r.vs.empty()) std::snprintf(rs, sizeof rs, "%.3f", ratio);
-      std::printf(" %6lld %2d %-5s %-8s %-14s %11.0f %9.1f %9.1f %9.1f %8.1f %8.1f %7s %7lld\n",
-                  static_cast<long long>(p.c.hidden), p.c.k, coll::dtype_name(p.dtype),
-                  p.pattern.c_str(), r.op.c_str(), r.size_bytes, mean(r.seconds) * 1e6, p50 * 1e6,
-                  p99 * 1e6, algbw, busbw, rs, static_cast<long long>(r.wrong));
+      const std::string path = r.vs.empty() ? "-" : p.path;
+      std::printf(
+          " %6lld %2d %-5s %-8s %-14s %-7s %11.0f %9.1f %9.1f %9.1f %8.1f %8.1f %7s %7lld\n",
+          static_cast<long long>(p.c.hidden), p.c.k, coll::dtype_name(p.dtype), p.pattern.c_str(),
+          r.op.c_str(), path.c_str(), r.size_bytes, mean(r.seconds) * 1e6, p50 * 1e6, p99 * 1e6,
+          algbw, busbw, rs, static_cast<long long>(r.wrong));
       if (js) {
         auto j = common(p);
         j.update({{"kind", "op"},
                   {"op", r.op},
+                  {"path", path},
                   {"size_bytes", r.size_bytes},
                   {"iters", r.seconds.size()},
                   {"time_avg_us", mean(r.seconds) * 1e6},

@@ -53,6 +53,11 @@ void define_builtin_params(Params& p) {
                 "all-to-all algorithm: auto (cost model), mpi, pairwise, hier, hier_inter_first, "
                 "or rules ALGO@LO-HI by mean bytes per pair, e.g. hier@0-4K,mpi@4K- "
                 "(docs/collectives.md)"));
+  p.define(spec("TAMOE_DISPATCH_DIRECT_BYTES", T::integer, "4194304",
+                "device dispatch/combine on flat NCCL: smallest mean (rank, rank, expert) block in "
+                "bytes that is sent straight into the expert layout, one send/recv per block; "
+                "smaller blocks go one message per peer plus a reorder copy (docs/collectives.md)",
+                {}, 0, 9.2e18));
   p.define(spec("TAMOE_SEED", T::integer, "12345", "seed for sampling and synthetic data", {}, 0,
                 9.2e18));
 }

@@ -12,6 +12,7 @@
 #include "collectives/dispatch_device.h"
 #include "layouts.h"
 #include "runtime/error.h"
+#include "runtime/params.h"
 
 using namespace tamoe::coll;
 
@@ -131,11 +132,18 @@ TEST_CASE("device dispatch update re-plans a handle for new routing", "[coll][de
   DeviceAllToAll dev_a2a(*nccl, AllToAllOptions{nullptr, "nccl"});
   AllToAll host_a2a(g, AllToAllOptions{nullptr, "mpi"});
   std::unique_ptr<DeviceDispatch> dh;
-  // Three routings through one handle: growing, shrinking (k changes too), empty on rank 0.
+  // Three routings through one handle: growing, shrinking (k changes too), empty on rank 0; each
+  // both through direct (peer, expert) blocks and staged with the reorder pass.
   const int64_t tokens_of[3] = {5, 11, me == 0 ? 0 : 3};
   const int k_of[3] = {2, 3, 1};
-  for (int step = 0; step < 3; ++step) {
-    INFO("step " << step);
+  auto& params = tamoe::Params::global();
+  const std::string direct_default = params.get_string("TAMOE_DISPATCH_DIRECT_BYTES");
+  for (int pass = 0; pass < 6; ++pass) {
+    const int step = pass / 2;
+    const bool direct = pass % 2 == 0;
+    params.set("TAMOE_DISPATCH_DIRECT_BYTES", direct ? "0" : "1099511627776",
+               tamoe::ParamSource::api);
+    INFO("step " << step << (direct ? " direct" : " staged"));
     const int64_t tokens = tokens_of[step];
     const int k = k_of[step];
     std::vector<int32_t> ids(tokens * k);
@@ -157,6 +165,7 @@ TEST_CASE("device dispatch update re-plans a handle for new routing", "[coll][de
     REQUIRE(dh->recv_rows() == hh.recv_rows());
     CHECK(dh->expert_counts() == hh.expert_counts());
     CHECK(dh->expert_offsets() == hh.expert_offsets());
+    CHECK(dh->direct_blocks(H * 4) == direct);
     float *d_x = to_device(x), *d_w = to_device(w);
     float* d_recv = to_device(std::vector<float>(hrecv.size(), std::nanf("")));
     float* d_out = to_device(std::vector<float>(hout.size(), std::nanf("")));
@@ -171,5 +180,6 @@ TEST_CASE("device dispatch update re-plans a handle for new routing", "[coll][de
     CHECK(bad == 0);
     for (void* p : std::initializer_list<void*>{d_ids, d_x, d_w, d_recv, d_out}) cudaFree(p);
   }
+  params.set("TAMOE_DISPATCH_DIRECT_BYTES", direct_default, tamoe::ParamSource::api);
   cudaStreamDestroy(st);
 }
