@@ -126,8 +126,9 @@ void DeviceDispatch::exchange_blocks(const void* src, void* dst, int64_t rb, boo
 }
 
 bool DeviceDispatch::direct_blocks(int64_t rb) const {
-  // Each extra NCCL op costs a few microseconds (~2.4 us measured on one H100) while the reorder
-  // pass costs 2 * bytes / copy bandwidth, so many small blocks are cheaper staged.
+  // Each extra NCCL op costs a few microseconds (2.4-3.4 us measured on one H100, self-traffic)
+  // while the reorder pass costs 2 * bytes / copy bandwidth (~2.9 TB/s there), so blocks under
+  // ~5 MB are cheaper staged; the 8 MiB default leaves a margin (docs/collectives.md).
   const double blocks = static_cast<double>(P_) * P_ * shape_.experts_per_rank;
   return static_cast<double>(counts_.total()) * static_cast<double>(rb) / blocks >=
          static_cast<double>(direct_bytes_);

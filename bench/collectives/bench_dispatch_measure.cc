@@ -273,15 +273,16 @@ PointResult measure_typed(const NcclGroups& n, const DispatchOptions& o, const D
   TAMOE_CHECK_CUDA(cudaMemset(recv_d.get(), 0xff, recv_d.bytes()));
   TAMOE_CHECK_CUDA(cudaMemset(out_d.get(), 0xff, out_d.bytes()));
   auto h = DeviceDispatch::create(a2a, as<int32_t>(ids_d), DispatchShape{T, r.k, r.E}, st);
-  res.path = h->last_run().algo != "nccl" ? h->last_run().algo + " (staged)"
-             : h->direct_blocks(rb)       ? "direct"
-                                          : "staged";
   int64_t layout_wrong = 0;
   if (h->recv_rows() != recv_rows || h->expert_counts() != r.expert_counts)
     layout_wrong = recv_rows * H;  // the handle disagrees with the host's layout: all wrong
   h->dispatch(x_d.get(), H, dt, recv_d.get(), st);
   h->combine(y_d.get(), as<float>(w_d), H, dt, out_d.get(), st);
   TAMOE_CHECK_CUDA(cudaStreamSynchronize(st));
+  // After a dispatch: last_run() names the algorithm that ran.
+  res.path = h->last_run().algo != "nccl" ? h->last_run().algo + " (staged)"
+             : h->direct_blocks(rb)       ? "direct"
+                                          : "staged";
   full.wrong += layout_wrong + chk.check_recv(download<U>(recv_d.get(), recv_rows * H), salt);
   full.checked += recv_rows * H;
   comb.wrong += chk.check_out(download<U>(out_d.get(), T * H), salt);

@@ -53,7 +53,7 @@ void define_builtin_params(Params& p) {
                 "all-to-all algorithm: auto (cost model), mpi, pairwise, hier, hier_inter_first, "
                 "or rules ALGO@LO-HI by mean bytes per pair, e.g. hier@0-4K,mpi@4K- "
                 "(docs/collectives.md)"));
-  p.define(spec("TAMOE_DISPATCH_DIRECT_BYTES", T::integer, "4194304",
+  p.define(spec("TAMOE_DISPATCH_DIRECT_BYTES", T::integer, "8388608",
                 "device dispatch/combine on flat NCCL: smallest mean (rank, rank, expert) block in "
                 "bytes that is sent straight into the expert layout, one send/recv per block; "
                 "smaller blocks go one message per peer plus a reorder copy (docs/collectives.md)",
