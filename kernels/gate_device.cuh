@@ -72,6 +72,20 @@ __device__ uint64_t allowed_nodes(const GateParams& p, const float (&key)[VPT],
   return ok;
 }
 
+// Programmatic dependent launch (sm_90): the zeroing kernel (launch_prep) lets the top-k kernel
+// start at once; the top-k kernel waits for it only before its first global atomic.
+__device__ __forceinline__ void launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wait_prerequisites() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ bool finite(float v) {
   return isfinite(v);
 }

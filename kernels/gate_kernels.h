@@ -21,6 +21,10 @@ constexpr int kGateMaxExperts = 1024;
 constexpr int kGateMaxNodes = 64;
 
 enum GateScore : int { kGateSoftmax = 0, kGateSigmoid = 1 };
+// Which top-k kernel gate_topk runs. Auto picks the fastest that handles the parameters; a forced
+// path (tests, benchmarks) that cannot handle them makes gate_topk return cudaErrorNotSupported.
+enum GatePath : int { kGatePathAuto = 0, kGatePathLanes = 1, kGatePathGeneric = 2 };
+
 enum GateOverflow : int { kGateDropLowest = 0, kGateReroute = 1, kGateDropless = 2 };
 
 struct GateParams {
@@ -38,6 +42,7 @@ struct GateParams {
   // zeroing kernel overlaps the top-k kernel's start (programmatic dependent launch), which saves
   // a separate memset's launch gap per step.
   bool zero_count = false;
+  int path = kGatePathAuto;  // gate_topk only: GatePath
 };
 
 // Scores and top-k. In: logits (S x N), bias (N, or null). Out: expert_ids and scores (S x k,

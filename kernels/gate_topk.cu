@@ -170,9 +170,13 @@ cudaError_t gate_topk(const GateParams& p, const float* logits, const float* bia
                       int32_t* expert_ids, float* scores, float* lse, int32_t* expert_count,
                       unsigned long long* first_nonfinite, cudaStream_t stream) {
   if (!params_ok(p)) return cudaErrorInvalidValue;
-  if (detail::topk_fast_supported(p, logits, bias))
+  const bool lanes = detail::topk_fast_supported(p, logits, bias);
+  if (p.path == kGatePathLanes || (p.path == kGatePathAuto && lanes)) {
+    if (!lanes) return cudaErrorNotSupported;
     return detail::topk_fast(p, logits, bias, expert_ids, scores, lse, expert_count,
                              first_nonfinite, stream);
+  }
+  if (p.path != kGatePathAuto && p.path != kGatePathGeneric) return cudaErrorInvalidValue;
   // General path: node limit, k > 8, N not a multiple of 4 or unaligned pointers.
   if (p.zero_count && expert_count) {
     const cudaError_t rc = cudaMemsetAsync(expert_count, 0, sizeof(int32_t) * p.experts, stream);

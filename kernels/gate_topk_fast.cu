@@ -19,20 +19,7 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 
-// Programmatic dependent launch (sm_90): the zeroing kernel lets the top-k kernel start at once;
-// the top-k kernel waits for it only before its first global atomic.
-__device__ __forceinline__ void launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
-__device__ __forceinline__ void wait_prerequisites() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
+// The zeroing kernel: count[0..n) = 0 and *nonfinite = UINT64_MAX (either may be null).
 __global__ void prep_kernel(int32_t* count, int n, unsigned long long* nonfinite) {
   launch_dependents();
   if (count)
@@ -299,6 +286,12 @@ bool aligned16(const void* ptr) {
 
 }  // namespace
 
+cudaError_t launch_prep(int32_t* zero_count, int experts, unsigned long long* first_nonfinite,
+                        cudaStream_t stream) {
+  prep_kernel<<<1, 256, 0, stream>>>(zero_count, experts, first_nonfinite);
+  return cudaGetLastError();
+}
+
 bool topk_fast_supported(const GateParams& p, const float* logits, const float* bias) {
   const bool limit = p.max_nodes > 0 && p.max_nodes < p.nodes;
   return !limit && p.k >= 1 && p.k <= 8 && p.experts % 4 == 0 && p.experts <= 1024 &&
@@ -312,8 +305,7 @@ cudaError_t topk_fast(const GateParams& p, const float* logits, const float* bia
   int32_t* zero = p.zero_count ? expert_count : nullptr;
   const bool prep = zero || first_nonfinite;
   if (prep) {
-    prep_kernel<<<1, 256, 0, stream>>>(zero, p.experts, first_nonfinite);
-    const cudaError_t rc = cudaGetLastError();
+    const cudaError_t rc = launch_prep(zero, p.experts, first_nonfinite, stream);
     if (rc != cudaSuccess) return rc;
   }
   if (p.tokens == 0) return cudaSuccess;

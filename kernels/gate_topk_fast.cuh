@@ -21,4 +21,11 @@ cudaError_t topk_fast(const GateParams& p, const float* logits, const float* bia
                       int32_t* expert_ids, float* scores, float* lse, int32_t* expert_count,
                       unsigned long long* first_nonfinite, cudaStream_t stream);
 
+// The zeroing kernel the fast path starts with: expert_count[0..experts) = 0 and
+// *first_nonfinite = UINT64_MAX (either may be null). A top-k kernel launched right after it
+// with programmatic stream serialization overlaps it and calls wait_prerequisites() before its
+// first global atomic.
+cudaError_t launch_prep(int32_t* zero_count, int experts, unsigned long long* first_nonfinite,
+                        cudaStream_t stream);
+
 }  // namespace tamoe::kernels::detail

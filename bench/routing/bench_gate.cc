@@ -6,13 +6,21 @@
 // ties): #wrong counts ids that differ, scores off by more than 1e-5 relative and wrong expert
 // counts. Exits with status 77 (skipped) without a GPU, 1 when anything was wrong.
 //
+// --path compares top-k kernels side by side in one run (auto = what gate_topk picks; lanes =
+// the fast lane-group kernel, generic = the general kernel); a path that cannot take a point
+// prints "n/a". Each point is timed twice: steps launched one by one on a stream, and the same
+// steps replayed from one CUDA graph (as a training loop would).
+//
 //   tamoe-bench-gate [--tokens 65536] [--experts 64,128,256] [--k 2,4,8] [--iters 50]
+//                    [--path auto,lanes,generic] [--jsonl FILE]
 #include <cuda_runtime_api.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -100,13 +108,30 @@ int main(int argc, char** argv) {
   std::vector<int> ks{2, 4, 8};
   int iters = 50;
   int experts_per_rank = 8;
+  std::vector<std::string> paths{"auto"};
+  std::string jsonl;
+  const std::map<std::string, int> path_ids{
+      {"auto", K::kGatePathAuto}, {"lanes", K::kGatePathLanes}, {"generic", K::kGatePathGeneric}};
   app.add_option("--tokens", tokens, "tokens per step (S)")->check(CLI::PositiveNumber);
   app.add_option("--experts", experts, "expert counts (N), at most 1024")->delimiter(',');
   app.add_option("--k", ks, "top-k values")->delimiter(',');
   app.add_option("--iters", iters, "timed iterations per point")->check(CLI::PositiveNumber);
   app.add_option("--experts-per-rank", experts_per_rank, "E (only changes rank ids)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--path", paths, "top-k kernels to compare: auto, lanes, generic")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"auto", "lanes", "generic"}));
+  app.add_option("--jsonl", jsonl, "also write one JSON object per point to FILE");
   CLI11_PARSE(app, argc, argv);
+  std::ofstream js;
+  if (!jsonl.empty()) {
+    js.open(jsonl);
+    if (!js) {
+      std::fprintf(stderr, "tamoe-bench-gate: --jsonl %s: cannot open for writing\n",
+                   jsonl.c_str());
+      return 2;
+    }
+  }
 
   int devices = 0;
   const cudaError_t rc = cudaGetDeviceCount(&devices);
@@ -122,13 +147,18 @@ int main(int argc, char** argv) {
               prop.l2CacheSize >> 20);
   std::printf("# device copy bandwidth (read+write): %.1f GB/s\n", copy_gbps);
   std::printf("# bytes = logits S*N*4 + bias N*4 + ids/scores S*k*8 + lse S*4\n");
-  std::printf("%8s %6s %3s %10s %10s %8s %7s\n", "tokens", "N", "k", "time_us", "GB/s", "%copy",
-              "#wrong");
+  std::printf(
+      "# time_us/%%copy: steps launched one by one on a stream; graph_us/g%%copy: the same\n"
+      "# steps replayed from one CUDA graph\n");
+  std::printf("%8s %6s %3s %8s %10s %10s %8s %10s %8s %7s\n", "tokens", "N", "k", "path", "time_us",
+              "GB/s", "%copy", "graph_us", "g%copy", "#wrong");
   int64_t total_wrong = 0;
 
   cudaEvent_t a, b;
   cudaEventCreate(&a);
   cudaEventCreate(&b);
+  cudaStream_t st = nullptr;
+  check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreate");
   std::mt19937 rng(1);
   std::normal_distribution<float> d(0.0f, 1.0f);
   for (int n : experts) {
@@ -160,34 +190,68 @@ int main(int argc, char** argv) {
     check(cudaMalloc(reinterpret_cast<void**>(&count), n * sizeof(int32_t)), "malloc");
     for (int k : ks) {
       if (k < 1 || k > n) continue;
-      K::GateParams p;
-      p.tokens = tokens;
-      p.experts = n;
-      p.k = k;
-      p.experts_per_rank = experts_per_rank;
-      p.ranks = n / experts_per_rank;
-      p.zero_count = true;  // the counts are zeroed inside the timed step
-      // Rounded logits without bias: many exactly equal keys (and -0 next to +0).
-      int64_t wrong =
-          verify(p, ties, Eigen::VectorXf(), logits[0], nullptr, ids, scores, lse, count);
-      wrong += verify(p, host, hbias, logits[0], bias, ids, scores, lse, count);
-      total_wrong += wrong;
-      auto step = [&](int i) {
-        check(K::gate_topk(p, logits[i % copies], bias, ids, scores, lse, count, nullptr, 0),
-              "gate_topk");
-      };
-      for (int i = 0; i < copies; ++i) step(i);  // warm-up
-      check(cudaDeviceSynchronize(), "warm-up");
-      cudaEventRecord(a);
-      for (int i = 0; i < iters; ++i) step(i);
-      cudaEventRecord(b);
-      check(cudaEventSynchronize(b), "timed run");
-      const double s = time_ms(a, b) / 1e3 / iters;
-      const double bytes =
-          double(logit_bytes) + n * 4.0 + double(tokens) * k * 8.0 + double(tokens) * 4.0;
-      const double gbps = bytes / s / 1e9;
-      std::printf("%8lld %6d %3d %10.2f %10.1f %7.1f%% %7lld\n", static_cast<long long>(tokens), n,
-                  k, s * 1e6, gbps, 100.0 * gbps / copy_gbps, static_cast<long long>(wrong));
+      for (const std::string& path : paths) {
+        K::GateParams p;
+        p.tokens = tokens;
+        p.experts = n;
+        p.k = k;
+        p.experts_per_rank = experts_per_rank;
+        p.ranks = n / experts_per_rank;
+        p.zero_count = true;  // the counts are zeroed inside the timed step
+        p.path = path_ids.at(path);
+        if (K::gate_topk(p, logits[0], bias, ids, scores, lse, count, nullptr, 0) ==
+            cudaErrorNotSupported) {
+          cudaGetLastError();
+          std::printf("%8lld %6d %3d %8s %10s\n", static_cast<long long>(tokens), n, k,
+                      path.c_str(), "n/a");
+          continue;
+        }
+        // Rounded logits without bias: many exactly equal keys (and -0 next to +0).
+        int64_t wrong =
+            verify(p, ties, Eigen::VectorXf(), logits[0], nullptr, ids, scores, lse, count);
+        wrong += verify(p, host, hbias, logits[0], bias, ids, scores, lse, count);
+        total_wrong += wrong;
+        auto step = [&](int i) {
+          check(K::gate_topk(p, logits[i % copies], bias, ids, scores, lse, count, nullptr, st),
+                "gate_topk");
+        };
+        for (int i = 0; i < copies; ++i) step(i);  // warm-up
+        check(cudaStreamSynchronize(st), "warm-up");
+        cudaEventRecord(a, st);
+        for (int i = 0; i < iters; ++i) step(i);
+        cudaEventRecord(b, st);
+        check(cudaEventSynchronize(b), "timed run");
+        const double s = time_ms(a, b) / 1e3 / iters;
+        // The same steps captured in one CUDA graph (how a training loop replays them): no host
+        // launch cost, the GPU-side gaps remain.
+        cudaGraph_t graph = nullptr;
+        cudaGraphExec_t exec = nullptr;
+        check(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "begin capture");
+        for (int i = 0; i < iters; ++i) step(i);
+        check(cudaStreamEndCapture(st, &graph), "end capture");
+        check(cudaGraphInstantiate(&exec, graph, 0), "graph instantiate");
+        check(cudaGraphLaunch(exec, st), "graph warm-up");
+        check(cudaStreamSynchronize(st), "graph warm-up");
+        cudaEventRecord(a, st);
+        check(cudaGraphLaunch(exec, st), "graph launch");
+        cudaEventRecord(b, st);
+        check(cudaEventSynchronize(b), "graph run");
+        const double sg = time_ms(a, b) / 1e3 / iters;
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        const double bytes =
+            double(logit_bytes) + n * 4.0 + double(tokens) * k * 8.0 + double(tokens) * 4.0;
+        const double gbps = bytes / s / 1e9, gbps_graph = bytes / sg / 1e9;
+        std::printf("%8lld %6d %3d %8s %10.2f %10.1f %7.1f%% %10.2f %7.1f%% %7lld\n",
+                    static_cast<long long>(tokens), n, k, path.c_str(), s * 1e6, gbps,
+                    100.0 * gbps / copy_gbps, sg * 1e6, 100.0 * gbps_graph / copy_gbps,
+                    static_cast<long long>(wrong));
+        if (js)
+          js << "{\"tokens\":" << tokens << ",\"experts\":" << n << ",\"k\":" << k << ",\"path\":\""
+             << path << "\",\"time_us\":" << s * 1e6 << ",\"gbps\":" << gbps
+             << ",\"copy_gbps\":" << copy_gbps << ",\"pct_copy\":" << 100.0 * gbps / copy_gbps
+             << ",\"wrong\":" << wrong << ",\"device\":\"" << prop.name << "\"}\n";
+      }
     }
     for (auto* p : logits) cudaFree(p);
     cudaFree(bias);
@@ -198,6 +262,7 @@ int main(int argc, char** argv) {
   }
   cudaEventDestroy(a);
   cudaEventDestroy(b);
+  cudaStreamDestroy(st);
   if (total_wrong)
     std::fprintf(stderr, "tamoe-bench-gate: %lld wrong results\n",
                  static_cast<long long>(total_wrong));

@@ -257,3 +257,134 @@ TEST_CASE("CUDA top-k reports the first non-finite logit", "[routing][cuda]") {
   CHECK(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0) ==
         cudaErrorInvalidValue);
 }
+
+// Both top-k kernels gate_topk can be forced to (the fast lane-group kernel and the general one,
+// which auto picks only outside the fast kernel's range), on N from 4 to 256, k from 1 to 8, token
+// counts that leave a partial tile, ties (halves, -0 next to +0), bias or not, softmax and sigmoid.
+// Each must equal the host; a forced path that cannot take the parameters says so
+// (cudaErrorNotSupported).
+TEST_CASE("each CUDA top-k path equals the host gate", "[routing][cuda]") {
+  if (!have_gpu()) return;
+  struct Shape {
+    int tokens, n, k;
+  };
+  const std::vector<Shape> shapes = {{1, 4, 1},     {33, 4, 4},     {100, 12, 3},  {257, 36, 5},
+                                     {1000, 64, 2}, {999, 64, 8},   {513, 128, 6}, {2048, 128, 8},
+                                     {700, 256, 1}, {1500, 256, 8}, {300, 252, 7}};
+  const int paths[] = {K::kGatePathLanes, K::kGatePathGeneric};
+  std::mt19937 rng(7);
+  std::normal_distribution<float> d(0.0f, 2.0f);
+  int combos = 0;
+  for (const Shape& sh : shapes)
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool ties = variant & 1, with_bias = variant & 2;
+      const ScoreFn score = (variant == 3) ? ScoreFn::sigmoid : ScoreFn::softmax;
+      MatrixRf z(sh.tokens, sh.n);
+      for (int i = 0; i < z.size(); ++i) z.data()[i] = d(rng);
+      if (ties) {
+        z = (z.array() * 2.0f).round() / 2.0f;
+        for (int i = 0; i < z.size(); i += 7)
+          if (z.data()[i] == 0.0f) z.data()[i] = -0.0f;
+      }
+      Eigen::VectorXf bias;
+      if (with_bias) {
+        bias.resize(sh.n);
+        for (int e = 0; e < sh.n; ++e) bias[e] = ties ? 0.5f * (e % 3) : 0.3f * d(rng);
+      }
+      GateOptions o;
+      o.k = sh.k;
+      o.score = score;
+      const TopK host = select_topk(z, bias, ExpertLayout::regular(sh.n / 4, 4, 1), o);
+      Dev<float> dz(z.data(), z.size());
+      Dev<float> dbias(bias.data(), bias.size());
+      Dev<int32_t> ids(sh.tokens * sh.k), count(sh.n);
+      Dev<float> scores(sh.tokens * sh.k), lse(sh.tokens);
+      Dev<unsigned long long> bad(1);
+      for (int path : paths) {
+        INFO("tokens " << sh.tokens << " N " << sh.n << " k " << sh.k << " ties " << ties
+                       << " bias " << with_bias << " sigmoid " << (score == ScoreFn::sigmoid)
+                       << " path " << path);
+        K::GateParams p;
+        p.tokens = sh.tokens;
+        p.experts = sh.n;
+        p.k = sh.k;
+        p.score = score == ScoreFn::softmax ? K::kGateSoftmax : K::kGateSigmoid;
+        p.experts_per_rank = 4;
+        p.ranks = sh.n / 4;
+        p.zero_count = true;
+        p.path = path;
+        const cudaError_t rc = K::gate_topk(p, dz.p, with_bias ? dbias.p : nullptr, ids.p, scores.p,
+                                            lse.p, count.p, bad.p, 0);
+        if (rc == cudaErrorNotSupported) {
+          FAIL_CHECK("every shape here fits the lanes kernel");
+          continue;
+        }
+        REQUIRE(rc == cudaSuccess);
+        REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+        ++combos;
+        const auto hid = ids.get();
+        const auto hsc = scores.get();
+        const auto hcount = count.get();
+        const auto hlse = lse.get();
+        int id_bad = 0, score_bad = 0, count_bad = 0, lse_bad = 0;
+        for (size_t i = 0; i < hid.size(); ++i) {
+          id_bad += hid[i] != host.expert.data()[i];
+          score_bad += !close(hsc[i], host.score.data()[i], 1e-5, 1e-30);
+        }
+        for (int e = 0; e < sh.n; ++e) count_bad += hcount[e] != host.expert_count[e];
+        for (int t = 0; t < sh.tokens; ++t) {
+          double mx = -INFINITY, sum = 0;
+          for (int e = 0; e < sh.n; ++e) mx = std::max(mx, double(z(t, e)));
+          for (int e = 0; e < sh.n; ++e) sum += std::exp(z(t, e) - mx);
+          lse_bad += !close(hlse[t], mx + std::log(sum), 1e-5, 1e-6);
+        }
+        CHECK(id_bad == 0);
+        CHECK(score_bad == 0);
+        CHECK(count_bad == 0);
+        CHECK(lse_bad == 0);
+        CHECK(bad.get()[0] == ~0ull);
+      }
+    }
+  CHECK(combos == int(shapes.size()) * 4 * 2);
+  // A forced path outside its range is refused, not run.
+  K::GateParams p;
+  p.tokens = 8;
+  p.experts = 512;
+  p.k = 9;  // the lanes kernel takes k <= 8
+  p.experts_per_rank = 4;
+  p.ranks = 128;
+  p.path = K::kGatePathLanes;
+  Dev<float> dz(8 * 512);
+  Dev<int32_t> ids(8 * 9);
+  Dev<float> scores(8 * 9);
+  CHECK(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, nullptr, 0) ==
+        cudaErrorNotSupported);
+}
+
+TEST_CASE("each CUDA top-k path reports the first non-finite logit", "[routing][cuda]") {
+  if (!have_gpu()) return;
+  for (int path : {K::kGatePathLanes, K::kGatePathGeneric})
+    for (int n : {32, 256}) {
+      INFO("path " << path << " N " << n);
+      const int s = 100;
+      std::vector<float> z(s * n, 0.25f);
+      z[70 * n + n - 1] = -INFINITY;
+      z[41 * n + 9] = NAN;
+      z[90 * n + 3] = INFINITY;
+      Dev<float> dz(z.data(), z.size());
+      Dev<int32_t> ids(s * 4);
+      Dev<float> scores(s * 4);
+      Dev<unsigned long long> bad(1);
+      K::GateParams p;
+      p.tokens = s;
+      p.experts = n;
+      p.k = 4;
+      p.experts_per_rank = 4;
+      p.ranks = n / 4;
+      p.path = path;
+      REQUIRE(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0) ==
+              cudaSuccess);
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      CHECK(bad.get()[0] == 41ull * n + 9);
+    }
+}
