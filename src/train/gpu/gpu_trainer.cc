@@ -10,51 +10,21 @@
 #include "runtime/error.h"
 #include "train/checkpoint.h"
 #include "train/gpu/train_kernels.h"
+#include "train/moe/train_metrics.h"
 
 namespace tamoe::train::gpu {
 
 namespace {
 
+using enum moe::Acc;  // the metric sums' layout, shared with the host trainer
+
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// The metric sums, in the layout of moe::Trainer's (trainer.cc), reduced the same way.
-enum Acc : int {
-  kLoss,
-  kAux,
-  kCorrect,
-  kSamples,
-  kOnRank,
-  kInNode,
-  kCross,
-  kDropped,
-  kCopies,
-  kKl,
-  kKlCount,
-  kGate,
-  kPermute,
-  kA2a,
-  kExperts,
-  kCombine,
-  kAllreduce,
-  kTotal,
-  kSteps,
-  kAccSize
-};
-
 void add_routing(std::vector<double>& acc, const GpuMoeLayer& l, int rank) {
-  const route::RoutingStats s =
-      route::routing_stats(l.routing(), l.layout(), rank, l.config().target);
-  acc[kOnRank] += s.share_on_rank * static_cast<double>(s.kept);
-  acc[kInNode] += s.share_in_node * static_cast<double>(s.kept);
-  acc[kCross] += s.share_cross_node * static_cast<double>(s.kept);
-  acc[kDropped] += static_cast<double>(s.dropped);
-  acc[kCopies] += static_cast<double>(s.copies);
-  if (std::isfinite(s.kl_to_target)) {
-    acc[kKl] += s.kl_to_target;
-    acc[kKlCount] += 1;
-  }
+  moe::add_routing_stats(acc,
+                         route::routing_stats(l.routing(), l.layout(), rank, l.config().target));
 }
 
 }  // namespace
@@ -183,26 +153,7 @@ void GpuTrainer::accumulate(double loss, double aux, int64_t correct, int64_t sa
 }
 
 moe::Metrics GpuTrainer::reduce(const std::vector<double>& acc) const {
-  std::vector<double> s(kAccSize);
-  TAMOE_CHECK_MPI(MPI_Allreduce(acc.data(), s.data(), kAccSize, MPI_DOUBLE, MPI_SUM, comm_));
-  moe::Metrics m;
-  const double samples = std::max(1.0, s[kSamples]);
-  const double kept = std::max(1.0, s[kOnRank] + s[kInNode] + s[kCross]);
-  m.loss = s[kLoss] / samples;
-  m.aux = s[kAux] / std::max(1.0, s[kSteps]);
-  m.accuracy = s[kCorrect] / samples;
-  m.share_on_rank = s[kOnRank] / kept;
-  m.share_in_node = s[kInNode] / kept;
-  m.share_cross_node = s[kCross] / kept;
-  m.drop_share = s[kDropped] / std::max(1.0, s[kCopies]);
-  m.kl_to_target = s[kKl] / std::max(1.0, s[kKlCount]);
-  m.samples = static_cast<int64_t>(s[kSamples]);
-  m.copies = static_cast<int64_t>(s[kCopies]);
-  m.dropped = static_cast<int64_t>(s[kDropped]);
-  m.times = {s[kGate] / P_, s[kPermute] / P_, s[kA2a] / P_, s[kExperts] / P_, s[kCombine] / P_};
-  m.allreduce = s[kAllreduce] / P_;
-  m.total = s[kTotal] / P_;
-  return m;
+  return moe::reduce_metrics(acc, P_, comm_);
 }
 
 moe::Metrics GpuTrainer::totals() const {
@@ -211,22 +162,9 @@ moe::Metrics GpuTrainer::totals() const {
 
 nlohmann::json GpuTrainer::config_json() const {
   // The fields of moe::Trainer's checkpoint config, plus the device.
-  return {{"ranks", P_},
-          {"experts_per_rank", layout_.experts_per_rank},
-          {"nodes", layout_.num_nodes()},
-          {"layers", mc_.layers},
-          {"hidden", mc_.moe.hidden},
-          {"ffn_hidden", mc_.moe.ffn_hidden},
-          {"top_k", mc_.moe.gate.k},
-          {"aux", moe::aux_name(mc_.moe.aux)},
-          {"aux_weight", mc_.moe.aux_weight},
-          {"capacity_factor", mc_.moe.gate.capacity_factor},
-          {"node_limit", mc_.moe.gate.max_nodes},
-          {"batch", tc_.batch},
-          {"lr", tc_.lr},
-          {"seed", tc_.seed},
-          {"interval", tc_.interval},
-          {"device", "gpu"}};
+  nlohmann::json c = moe::config_json(mc_, layout_, tc_, P_);
+  c["device"] = "gpu";
+  return c;
 }
 
 // The Adam moments travel through host_adam_'s tensors ("m/<param>", "v/<param>").
@@ -241,13 +179,7 @@ void GpuTrainer::save(int64_t epoch, int64_t batch) {
   st.step = step_;
   st.epoch = epoch;
   st.batch = batch;
-  st.extra = {{"config", config_json()}, {"rank", rank_}, {"ranks", P_}};
-  nlohmann::json biases = nlohmann::json::array();
-  for (const auto& b : bias_) {
-    const Eigen::VectorXd v = b.bias_double();
-    biases.push_back(std::vector<double>(v.data(), v.data() + v.size()));
-  }
-  st.extra["bias"] = biases;
+  st.extra = moe::checkpoint_extra(config_json(), rank_, P_, bias_);
   save_checkpoint(str(tc_.checkpoint, ".rank", rank_), host_.params(), host_adam_.get(), st);
   TAMOE_CHECK_MPI(MPI_Barrier(comm_));
 }
@@ -255,24 +187,8 @@ void GpuTrainer::save(int64_t epoch, int64_t batch) {
 void GpuTrainer::restore(int64_t* epoch, int64_t* batch) {
   const std::string path = str(tc_.checkpoint, ".rank", rank_);
   TrainState st = load_checkpoint(path, host_.params(), host_adam_.get());
-  const int ranks = st.extra.value("ranks", -1);
-  TAMOE_CHECK_ARG(ranks == P_, path + ": extra.ranks", str(P_, " (this job)"), str(ranks));
-  int64_t lo = 0, hi = 0;
-  TAMOE_CHECK_MPI(MPI_Allreduce(&st.step, &lo, 1, MPI_INT64_T, MPI_MIN, comm_));
-  TAMOE_CHECK_MPI(MPI_Allreduce(&st.step, &hi, 1, MPI_INT64_T, MPI_MAX, comm_));
-  if (lo != hi)
-    fail(Status::invalid_input, path + ": step", "the same step on every rank",
-         str("steps from ", lo, " to ", hi, " (rank ", rank_, ": ", st.step,
-             "); the job died between two ranks' checkpoints"));
-  const auto& biases = st.extra.at("bias");
-  TAMOE_CHECK_ARG(biases.size() == bias_.size(), path + ": extra.bias",
-                  str(bias_.size(), " bias vectors"), str(biases.size()));
-  for (size_t l = 0; l < bias_.size(); ++l) {
-    const std::vector<double> v = biases[l].get<std::vector<double>>();
-    bias_[l].set_bias(
-        Eigen::Map<const Eigen::VectorXd>(v.data(), static_cast<Eigen::Index>(v.size())));
-    model_->layers[l]->set_bias(bias_[l].bias());
-  }
+  moe::restore_checkpoint_extra(path, st, rank_, P_, comm_, bias_);
+  for (size_t l = 0; l < bias_.size(); ++l) model_->layers[l]->set_bias(bias_[l].bias());
   model_->upload_values(host_.params());
   for (const NamedTensor& t : host_adam_->state()) {
     const bool m = t.name.rfind("m/", 0) == 0;
@@ -367,15 +283,7 @@ moe::EvalResult GpuTrainer::evaluate(const Dataset& data) {
       l->collect_times(unused);
     }
   }
-  std::vector<double> s(kAccSize);
-  TAMOE_CHECK_MPI(MPI_Allreduce(a.data(), s.data(), kAccSize, MPI_DOUBLE, MPI_SUM, comm_));
-  moe::EvalResult r;
-  r.samples = static_cast<int64_t>(s[kSamples]);
-  r.loss = s[kLoss] / std::max(1.0, s[kSamples]);
-  r.accuracy = s[kCorrect] / std::max(1.0, s[kSamples]);
-  r.share_cross_node = s[kCross] / std::max(1.0, s[kOnRank] + s[kInNode] + s[kCross]);
-  r.drop_share = s[kDropped] / std::max(1.0, s[kCopies]);
-  return r;
+  return moe::reduce_eval(a, comm_);
 }
 
 }  // namespace tamoe::train::gpu

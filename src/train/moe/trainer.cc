@@ -10,6 +10,7 @@
 #include "train/allreduce_grads.h"
 #include "train/checkpoint.h"
 #include "train/loss.h"
+#include "train/moe/train_metrics.h"
 
 namespace tamoe::train::moe {
 
@@ -19,43 +20,9 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Layout of the metric sums (see Trainer::acc_).
-enum Acc : int {
-  kLoss,
-  kAux,
-  kCorrect,
-  kSamples,
-  kOnRank,
-  kInNode,
-  kCross,
-  kDropped,
-  kCopies,
-  kKl,
-  kKlCount,
-  kGate,
-  kPermute,
-  kA2a,
-  kExperts,
-  kCombine,
-  kAllreduce,
-  kTotal,
-  kSteps,
-  kAccSize
-};
-
 // Adds one routing decision's counts to acc.
 void add_routing(std::vector<double>& acc, const MoeLayer<float>& l, int rank) {
-  const route::RoutingStats s =
-      route::routing_stats(l.routing(), l.layout(), rank, l.config().target);
-  acc[kOnRank] += s.share_on_rank * static_cast<double>(s.kept);
-  acc[kInNode] += s.share_in_node * static_cast<double>(s.kept);
-  acc[kCross] += s.share_cross_node * static_cast<double>(s.kept);
-  acc[kDropped] += static_cast<double>(s.dropped);
-  acc[kCopies] += static_cast<double>(s.copies);
-  if (std::isfinite(s.kl_to_target)) {
-    acc[kKl] += s.kl_to_target;
-    acc[kKlCount] += 1;
-  }
+  add_routing_stats(acc, route::routing_stats(l.routing(), l.layout(), rank, l.config().target));
 }
 
 }  // namespace
@@ -113,21 +80,7 @@ Trainer::Trainer(const TrainConfig& tc, const ModelConfig& mc, const route::Expe
 }
 
 nlohmann::json Trainer::config_json() const {
-  return {{"ranks", P_},
-          {"experts_per_rank", layout_.experts_per_rank},
-          {"nodes", layout_.num_nodes()},
-          {"layers", mc_.layers},
-          {"hidden", mc_.moe.hidden},
-          {"ffn_hidden", mc_.moe.ffn_hidden},
-          {"top_k", mc_.moe.gate.k},
-          {"aux", aux_name(mc_.moe.aux)},
-          {"aux_weight", mc_.moe.aux_weight},
-          {"capacity_factor", mc_.moe.gate.capacity_factor},
-          {"node_limit", mc_.moe.gate.max_nodes},
-          {"batch", tc_.batch},
-          {"lr", tc_.lr},
-          {"seed", tc_.seed},
-          {"interval", tc_.interval}};
+  return moe::config_json(mc_, layout_, tc_, P_);
 }
 
 void Trainer::save(int64_t epoch, int64_t batch) {
@@ -135,13 +88,7 @@ void Trainer::save(int64_t epoch, int64_t batch) {
   st.step = step_;
   st.epoch = epoch;
   st.batch = batch;
-  st.extra = {{"config", config_json()}, {"rank", rank_}, {"ranks", P_}};
-  nlohmann::json biases = nlohmann::json::array();
-  for (const auto& b : bias_) {
-    const Eigen::VectorXd v = b.bias_double();
-    biases.push_back(std::vector<double>(v.data(), v.data() + v.size()));
-  }
-  st.extra["bias"] = biases;
+  st.extra = checkpoint_extra(config_json(), rank_, P_, bias_);
   save_checkpoint(str(tc_.checkpoint, ".rank", rank_), model_.params(), adam_.get(), st);
   TAMOE_CHECK_MPI(MPI_Barrier(comm_));
 }
@@ -149,24 +96,8 @@ void Trainer::save(int64_t epoch, int64_t batch) {
 void Trainer::restore(int64_t* epoch, int64_t* batch) {
   const std::string path = str(tc_.checkpoint, ".rank", rank_);
   TrainState st = load_checkpoint(path, model_.params(), adam_.get());
-  const int ranks = st.extra.value("ranks", -1);
-  TAMOE_CHECK_ARG(ranks == P_, path + ": extra.ranks", str(P_, " (this job)"), str(ranks));
-  int64_t lo = 0, hi = 0;
-  TAMOE_CHECK_MPI(MPI_Allreduce(&st.step, &lo, 1, MPI_INT64_T, MPI_MIN, comm_));
-  TAMOE_CHECK_MPI(MPI_Allreduce(&st.step, &hi, 1, MPI_INT64_T, MPI_MAX, comm_));
-  if (lo != hi)
-    fail(Status::invalid_input, path + ": step", "the same step on every rank",
-         str("steps from ", lo, " to ", hi, " (rank ", rank_, ": ", st.step,
-             "); the job died between two ranks' checkpoints"));
-  const auto& biases = st.extra.at("bias");
-  TAMOE_CHECK_ARG(biases.size() == bias_.size(), path + ": extra.bias",
-                  str(bias_.size(), " bias vectors"), str(biases.size()));
-  for (size_t l = 0; l < bias_.size(); ++l) {
-    const std::vector<double> v = biases[l].get<std::vector<double>>();
-    bias_[l].set_bias(
-        Eigen::Map<const Eigen::VectorXd>(v.data(), static_cast<Eigen::Index>(v.size())));
-    model_.layers[l]->set_bias(bias_[l].bias());
-  }
+  restore_checkpoint_extra(path, st, rank_, P_, comm_, bias_);
+  for (size_t l = 0; l < bias_.size(); ++l) model_.layers[l]->set_bias(bias_[l].bias());
   step_ = st.step;
   *epoch = st.epoch;
   *batch = st.batch;
@@ -200,26 +131,7 @@ void Trainer::accumulate_step(double loss, double aux, int64_t correct, int64_t 
 }
 
 Metrics Trainer::reduce(const std::vector<double>& acc) {
-  std::vector<double> s(kAccSize);
-  TAMOE_CHECK_MPI(MPI_Allreduce(acc.data(), s.data(), kAccSize, MPI_DOUBLE, MPI_SUM, comm_));
-  Metrics m;
-  const double samples = std::max(1.0, s[kSamples]);
-  const double kept = std::max(1.0, s[kOnRank] + s[kInNode] + s[kCross]);
-  m.loss = s[kLoss] / samples;
-  m.aux = s[kAux] / std::max(1.0, s[kSteps]);
-  m.accuracy = s[kCorrect] / samples;
-  m.share_on_rank = s[kOnRank] / kept;
-  m.share_in_node = s[kInNode] / kept;
-  m.share_cross_node = s[kCross] / kept;
-  m.drop_share = s[kDropped] / std::max(1.0, s[kCopies]);
-  m.kl_to_target = s[kKl] / std::max(1.0, s[kKlCount]);
-  m.samples = static_cast<int64_t>(s[kSamples]);
-  m.copies = static_cast<int64_t>(s[kCopies]);
-  m.dropped = static_cast<int64_t>(s[kDropped]);
-  m.times = {s[kGate] / P_, s[kPermute] / P_, s[kA2a] / P_, s[kExperts] / P_, s[kCombine] / P_};
-  m.allreduce = s[kAllreduce] / P_;
-  m.total = s[kTotal] / P_;
-  return m;
+  return reduce_metrics(acc, P_, comm_);
 }
 
 Metrics Trainer::totals() const {
@@ -312,15 +224,7 @@ EvalResult Trainer::evaluate(const Dataset& data) {
       l->times() = PhaseTimes{};
     }
   }
-  std::vector<double> s(kAccSize);
-  TAMOE_CHECK_MPI(MPI_Allreduce(a.data(), s.data(), kAccSize, MPI_DOUBLE, MPI_SUM, comm_));
-  EvalResult r;
-  r.samples = static_cast<int64_t>(s[kSamples]);
-  r.loss = s[kLoss] / std::max(1.0, s[kSamples]);
-  r.accuracy = s[kCorrect] / std::max(1.0, s[kSamples]);
-  r.share_cross_node = s[kCross] / std::max(1.0, s[kOnRank] + s[kInNode] + s[kCross]);
-  r.drop_share = s[kDropped] / std::max(1.0, s[kCopies]);
-  return r;
+  return reduce_eval(a, comm_);
 }
 
 }  // namespace tamoe::train::moe
