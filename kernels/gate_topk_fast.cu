@@ -1,12 +1,21 @@
-// Memory-bound top-k for k <= 8. A group of G lanes (8, 16 or 32) holds one token: lane l owns the
-// float4 chunks c = l + G * j (experts 4c..4c+3), so one load instruction of the group reads 16 * G
-// contiguous bytes. Each lane keeps the L = min(K, 4 * V4) largest keys of its chunks as a sorted
-// float list (max/min insertion, two FMNMX per position, no index), then k rounds merge the lane
-// heads: a float max over G lanes, a ballot for the winning lane (ties between lanes go to the
-// lowest expert index), and the winner pops its head. After the rounds, lane s of the group holds
-// slot s as (winning lane, key, occurrence), finds the expert by re-reading that lane's chunks (L1)
-// and writes id, score and the count. Equal keys inside a lane leave the list as consecutive pops,
-// and the occurrence number picks them in index order: the host's tie rule (lower expert wins).
+// Memory-bound top-k for k <= 8 without per-lane sorted lists. A group of G lanes (8 up to 128
+// experts, 16 up to 256, 32 above) holds one token: lane l owns the float4 chunks c = l + G * j
+// (experts 4c..4c+3), so one load instruction of the group reads 16 * G contiguous bytes; the next
+// token's chunks are loaded while this one is ranked.
+//
+// Selection by threshold. Each lane takes the largest of its keys (and, on 8 lanes with k > 2, the
+// second largest too); the k-th largest of these values, T, is at most the token's k-th largest key
+// (they are distinct keys of the token), so the top k are among the keys >= T. On random logits
+// ~1.05k to 1.3k keys pass. The group copies its row of logits to shared memory, writes the
+// candidates (key, expert) to a list there, and each lane ranks a candidate against the whole list
+// (greater key, or equal key and lower expert: the host's tie rule); rank r < k is slot r. One
+// compare per key replaces a per-key insertion into a k-long list, so k costs little.
+//
+// Correctness does not depend on T being a bound: the list holds every key >= T, and when it has
+// fewer than k entries, more than kMaxCand (many equal keys, e.g. a constant row) or T is -inf
+// (non-finite or padded rows), the warp takes the exact fallback instead: k rounds of "best key
+// after the previous pick" (key descending, expert ascending) over all keys, reduced over the
+// group.
 #include <climits>
 
 #include "kernels/gate_device.cuh"
@@ -52,51 +61,119 @@ __device__ __forceinline__ float comp(const float4& v, int i) {
   return i == 0 ? v.x : (i == 1 ? v.y : (i == 2 ? v.z : v.w));
 }
 
-template <int G, int V4, int K>
+// Threshold of a group of G lanes (aligned inside the warp; xor offsets < G never leave it): the
+// k-th largest of the lane values. Each lane brings its largest key m1 and, for k > 2, also its
+// second largest m2 (m1 >= m2): 2G distinct keys of the token, so the k-th largest of them is at
+// most the token's k-th largest key. k = 1: a max butterfly over m1; k = 2: a butterfly over
+// (largest, second) pairs of m1; k > 2: a bitonic sort, descending, of the 2G values, element
+// 2 * lane + s holding m1 (s = 0) or m2 (s = 1), and element k - 1.
+template <int G, bool kTop2>
+__device__ __forceinline__ float group_threshold(float m1, float m2, int lane, int group_base,
+                                                 int k) {
+  if (k == 1) {
+#pragma unroll
+    for (int off = G / 2; off > 0; off >>= 1) m1 = fmaxf(m1, __shfl_xor_sync(kFull, m1, off));
+    return m1;
+  }
+  if (k == 2) {
+    float v2 = -INFINITY;
+#pragma unroll
+    for (int off = G / 2; off > 0; off >>= 1) {
+      const float o = __shfl_xor_sync(kFull, m1, off);
+      const float o2 = __shfl_xor_sync(kFull, v2, off);
+      v2 = fmaxf(fminf(m1, o), fmaxf(v2, o2));
+      m1 = fmaxf(m1, o);
+    }
+    return v2;
+  }
+  if (!kTop2) {
+#pragma unroll
+    for (int size = 2; size <= G; size <<= 1)
+#pragma unroll
+      for (int stride = size / 2; stride > 0; stride >>= 1) {
+        const float o = __shfl_xor_sync(kFull, m1, stride);
+        const bool desc = (lane & size) == 0;
+        m1 = (((lane & stride) == 0) == desc) ? fmaxf(m1, o) : fminf(m1, o);
+      }
+    return __shfl_sync(kFull, m1, group_base + k - 1);
+  }
+  float a = m1, b = m2;
+#pragma unroll
+  for (int size = 2; size <= 2 * G; size <<= 1)
+#pragma unroll
+    for (int stride = size / 2; stride > 0; stride >>= 1) {
+      // Runs of `size` elements alternate direction; the last stage sorts descending.
+      const bool desc = ((2 * lane) & size) == 0;
+      if (stride == 1) {  // the partner is the lane's other element
+        const float hi = fmaxf(a, b), lo = fminf(a, b);
+        a = desc ? hi : lo;
+        b = desc ? lo : hi;
+      } else {
+        const int off = stride / 2;
+        const float oa = __shfl_xor_sync(kFull, a, off);
+        const float ob = __shfl_xor_sync(kFull, b, off);
+        const bool keep_max = ((lane & off) == 0) == desc;
+        a = keep_max ? fmaxf(a, oa) : fminf(a, oa);
+        b = keep_max ? fmaxf(b, ob) : fminf(b, ob);
+      }
+    }
+  return __shfl_sync(kFull, (k - 1) & 1 ? b : a, group_base + ((k - 1) >> 1));
+}
+
+constexpr int kMaxCand = 32;  // candidates one group may write to shared memory
+
+template <int G, int V4>
 __global__ void __launch_bounds__(kThreads)
     topk_fast_kernel(int64_t tokens, int n, int k, int score_fn, const float* __restrict__ logits,
                      const float* __restrict__ bias, int32_t* __restrict__ ids,
                      float* __restrict__ scores, float* __restrict__ lse_out,
                      int32_t* __restrict__ count, unsigned long long* nonfinite) {
   constexpr int V = 4 * V4;
-  constexpr int L = K < V ? K : V;
   constexpr int kTokensPerWarp = 32 / G;
-  constexpr unsigned kGroupBits = G == 32 ? kFull : (1u << G) - 1u;
-  extern __shared__ int32_t hist[];
+  // One candidate list per group: (key, expert) and the logit. The odd stride (in float2) puts the
+  // groups of a warp, which read their lists in lockstep, on different banks.
+  constexpr int kStride = kMaxCand + 1;
+  __shared__ float2 cand[kWarps * kTokensPerWarp * kStride];
+  // Dynamic: the bias (N floats; zeros without bias), one row of logits per group (the candidates
+  // are read back from it), then the histogram (N ints).
+  extern __shared__ float4 dyn[];
   const int warp_lane = threadIdx.x & 31;
   const int lane = warp_lane % G;
   const int group_base = warp_lane - lane;
   const int group = warp_lane / G;
   const int warp = threadIdx.x >> 5;
   const int n4 = n >> 2;
+  const int list = (warp * kTokensPerWarp + group) * kStride;
+  float4* bias_s = dyn;
+  float4* row_s = dyn + n4 * (1 + warp * kTokensPerWarp + group);
+  int32_t* hist = reinterpret_cast<int32_t*>(dyn + n4 * (1 + kWarps * kTokensPerWarp));
+  const float* bias_f = reinterpret_cast<const float*>(bias_s);
+  const float* row_f = reinterpret_cast<const float*>(row_s);
   const float4* bias4 = reinterpret_cast<const float4*>(bias);
-  if (count) {
+  for (int c = threadIdx.x; c < n4; c += blockDim.x)
+    bias_s[c] = bias ? __ldg(bias4 + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (count)
     for (int e = threadIdx.x; e < n; e += blockDim.x) hist[e] = 0;
-    __syncthreads();
-  }
-  // The lane's experts are the same for every token, so their bias stays in registers.
-  float b[V];
-#pragma unroll
-  for (int j = 0; j < V4; ++j) {
-    const int c = lane + G * j;
-    const float4 v = bias && c < n4 ? __ldg(bias4 + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) b[4 * j + i] = comp(v, i);
-  }
+  __syncthreads();
   const int64_t stride = int64_t(gridDim.x) * kWarps * kTokensPerWarp;
-  int64_t t0 = (int64_t(blockIdx.x) * kWarps + warp) * kTokensPerWarp;
-  float4 cur[V4];
-  load_chunks<V4>(reinterpret_cast<const float4*>(logits + (t0 + group) * n), t0 + group < tokens,
-                  lane, G, n4, cur);
+  int64_t t = (int64_t(blockIdx.x) * kWarps + warp) * kTokensPerWarp + group;
   // The loop bound is per warp so that every lane takes part in every shuffle.
-  for (; t0 < tokens; t0 += stride) {
-    const int64_t t = t0 + group;
+  const int64_t warp_t0 = t - group;
+  const int64_t warp_steps = warp_t0 < tokens ? (tokens - warp_t0 + stride - 1) / stride : 0;
+  // The lane's bias chunks; a padding chunk (c >= n4) reads a real one: its keys stay -inf.
+  int bias_chunk[V4];
+#pragma unroll
+  for (int j = 0; j < V4; ++j) bias_chunk[j] = lane + G * j < n4 ? lane + G * j : 0;
+  const float* row = logits + t * n;
+  const int64_t row_step = stride * n;
+  float4 cur[V4];
+  load_chunks<V4>(reinterpret_cast<const float4*>(row), t < tokens, lane, G, n4, cur);
+  for (int64_t step = 0; step < warp_steps; ++step, t += stride, row += row_step) {
     const bool live = t < tokens;
-    const float4* row = reinterpret_cast<const float4*>(logits + t * n);
     // Next token's chunks are in flight while this one is ranked.
     float4 nxt[V4];
-    load_chunks<V4>(reinterpret_cast<const float4*>(logits + (t + stride) * n), t + stride < tokens,
-                    lane, G, n4, nxt);
+    load_chunks<V4>(reinterpret_cast<const float4*>(row + row_step), t + stride < tokens, lane, G,
+                    n4, nxt);
     float z[V];
 #pragma unroll
     for (int j = 0; j < V4; ++j)
@@ -128,104 +205,121 @@ __global__ void __launch_bounds__(kThreads)
     for (int off = G / 2; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, off));
     float sum = 0.0f;
     if (lse_out || score_fn == kGateSoftmax) {
+      const float mxl = mx * kLog2e;
 #pragma unroll
-      for (int i = 0; i < V; ++i) sum += ex2((z[i] - mx) * kLog2e);
+      for (int i = 0; i < V; ++i) sum += ex2(fmaf(z[i], kLog2e, -mxl));
 #pragma unroll
       for (int off = G / 2; off > 0; off >>= 1) sum += __shfl_xor_sync(kFull, sum, off);
     }
 
-    // The lane's L largest keys, descending: a'[l] = max(a[l], min(a[l-1], x)).
-    float a[L];
+    // Selection keys and the threshold. fmaxf drops NaN keys, so km is a real key of the lane or
+    // -inf (padding is -inf, bias 0).
+    float x[V];
+    float km = -INFINITY;
 #pragma unroll
-    for (int l = 0; l < L; ++l) a[l] = -INFINITY;
+    for (int j = 0; j < V4; ++j) {
+      const float4 bb = bias_s[bias_chunk[j]];
 #pragma unroll
-    for (int i = 0; i < V; ++i) {
-      const float x = z[i] + b[i];
-#pragma unroll
-      for (int l = (i < L - 1 ? i : L - 1); l > 0; --l) a[l] = fmaxf(a[l], fminf(a[l - 1], x));
-      a[0] = fmaxf(a[0], x);
+      for (int i = 0; i < 4; ++i) x[4 * j + i] = z[4 * j + i] + comp(bb, i);
     }
+    float k2 = -INFINITY;  // second largest, only for k > 2 on 8 lanes
+    if (G < 16 && k > 2) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        k2 = fmaxf(k2, fminf(km, x[i]));
+        km = fmaxf(km, x[i]);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < V; ++i) km = fmaxf(km, x[i]);
+    }
+    const float th = group_threshold<G, (G < 16)>(km, k2, lane, group_base, k);
+    unsigned mask = 0;
+#pragma unroll
+    for (int i = 0; i < V; ++i)
+      if (x[i] >= th) mask |= 1u << i;
+    const int c = __popc(mask);
+    // Inclusive prefix of the lane counts over the group, and the group's total.
+    int incl = c;
+#pragma unroll
+    for (int off = 1; off < G; off <<= 1) {
+      const int o = __shfl_up_sync(kFull, incl, off, G);
+      if (lane >= off) incl += o;
+    }
+    const int total = __shfl_sync(kFull, incl, G - 1, G);
+    const bool fallback = live && (th == -INFINITY || total < k || total > kMaxCand);
+    int32_t* id_row = ids + t * k;
+    float* sc_row = scores + t * k;
+    const float inv_sum = __frcp_rn(sum);
 
-    // k merge rounds over lane heads. A lane pops equal keys consecutively; `run` numbers them.
-    float last = __int_as_float(0x7fffffff);  // NaN: equal to nothing
-    int run = 0;
-    int hold_w = 0, hold_r = 0;
-    float hold_v = 0.0f;
+    if (!__any_sync(kFull, fallback)) {
+      if (live) {
 #pragma unroll
-    for (int s = 0; s < K; ++s) {
-      if (s >= k) break;
-      float gm = a[0];
-#pragma unroll
-      for (int off = G / 2; off > 0; off >>= 1) gm = fmaxf(gm, __shfl_xor_sync(kFull, gm, off));
-      const unsigned mine = (__ballot_sync(kFull, a[0] == gm) >> group_base) & kGroupBits;
-      int w = mine ? __ffs(static_cast<int>(mine)) - 1 : 0;
-      if (__any_sync(kFull, __popc(mine) > 1)) {
-        // Equal heads on several lanes: the lowest expert index among them wins. A head's index
-        // is the occurrence-th element of the lane (index order) with that key.
-        int want = a[0] == last ? run + 1 : 0;
-        int idx = INT_MAX;
-        if (mine >> lane & 1u) {
-#pragma unroll
-          for (int i = 0; i < V; ++i) {
-            const int e = 4 * (lane + G * (i / 4)) + i % 4;
-            if (idx == INT_MAX && e < n && z[i] + b[i] == a[0]) {
-              if (want == 0)
-                idx = e;
-              else
-                --want;
-            }
+        for (int j = 0; j < V4; ++j)
+          if (lane + G * j < n4) row_s[lane + G * j] = cur[j];
+      }
+      __syncwarp();
+      if (live) {
+        // The lane's candidates, in expert order, at its offset of the group's list; keys read
+        // back from the row (the same float addition as x[i]).
+        int pos = list + incl - c;
+        while (mask) {
+          const int i = __ffs(mask) - 1;
+          mask &= mask - 1;
+          const int e = 4 * (lane + G * (i >> 2)) + (i & 3);
+          cand[pos++] = make_float2(row_f[e] + bias_f[e], __int_as_float(e));
+        }
+      }
+      __syncwarp();
+      if (live)
+        for (int j = lane; j < total; j += G) {
+          const float2 me = cand[list + j];
+          const int me_e = __float_as_int(me.y);
+          int r = 0;
+          for (int i = 0; i < total; ++i) {
+            const float2 o = cand[list + i];
+            r += (o.x > me.x) | ((o.x == me.x) & (__float_as_int(o.y) < me_e));
+          }
+          if (r < k) {
+            const float zs = row_f[me_e];
+            id_row[r] = me_e;
+            sc_row[r] =
+                score_fn == kGateSoftmax ? expf(zs - mx) * inv_sum : 1.0f / (1.0f + expf(-zs));
+            if (count) atomicAdd(&hist[me_e], 1);
           }
         }
+      __syncwarp();  // the lists are rewritten for the next token
+    } else {
+      // Exact fallback, k rounds: the best key that comes after the previous pick in the order
+      // (key descending, expert ascending). NaN keys and padding are never picked; a slot with
+      // nothing left (non-finite row, reported) gets expert -1.
+      float pk = INFINITY;
+      int pe = -1;
+      for (int s = 0; s < k; ++s) {
+        Best best{0.0f, INT_MAX};
 #pragma unroll
-        for (int off = G / 2; off > 0; off >>= 1) idx = min(idx, __shfl_xor_sync(kFull, idx, off));
-        if (idx != INT_MAX) w = (idx / 4) % G;
-      }
-      if (lane == w) {
-        run = a[0] == last ? run + 1 : 0;
-        last = a[0];
-#pragma unroll
-        for (int l = 0; l + 1 < L; ++l) a[l] = a[l + 1];
-        a[L - 1] = -INFINITY;
-      }
-      const int r = __shfl_sync(kFull, run, group_base + w);
-      if (lane == s) {
-        hold_w = w;
-        hold_v = gm;
-        hold_r = r;
-      }
-    }
-
-    // Lane s < k resolves slot s: the hold_r-th chunk element of lane hold_w (index order) whose
-    // key equals hold_v. The chunks were just read, so these loads hit L1.
-    if (live && lane < k) {
-      int e_out = -1;
-      float z_out = 0.0f;
-      int want = hold_r;
-#pragma unroll
-      for (int j = 0; j < V4; ++j) {
-        const int c = hold_w + G * j;
-        if (c < n4 && e_out < 0) {
-          const float4 zz = __ldg(row + c);
-          const float4 bb = bias ? __ldg(bias4 + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-            if (e_out < 0 && comp(zz, i) + comp(bb, i) == hold_v) {
-              if (want == 0) {
-                e_out = 4 * c + i;
-                z_out = comp(zz, i);
-              } else {
-                --want;
-              }
-            }
+        for (int i = 0; i < V; ++i) {
+          const int e = 4 * (lane + G * (i / 4)) + i % 4;
+          // A lane's experts ascend with i, so an equal key never replaces the best.
+          if (lane + G * (i / 4) < n4 && (x[i] < pk || (x[i] == pk && e > pe)) &&
+              (best.i == INT_MAX || x[i] > best.v))
+            best = Best{x[i], e};
+        }
+        best = group_best<G>(best);
+        pk = best.i == INT_MAX ? __int_as_float(0x7fffffff) : best.v;  // NaN: nothing after
+        pe = best.i;
+        if (live && lane == s) {
+          const int e_out = best.i == INT_MAX ? -1 : best.i;
+          const float zs = e_out >= 0 ? row[e_out] : 0.0f;
+          id_row[s] = e_out;
+          sc_row[s] = e_out < 0                  ? 0.0f
+                      : score_fn == kGateSoftmax ? expf(zs - mx) * inv_sum
+                                                 : 1.0f / (1.0f + expf(-zs));
+          if (count && e_out >= 0) atomicAdd(&hist[e_out], 1);
         }
       }
-      const float sc =
-          score_fn == kGateSoftmax ? expf(z_out - mx) / sum : 1.0f / (1.0f + expf(-z_out));
-      ids[t * k + lane] = e_out;  // -1 only for non-finite logits (reported)
-      scores[t * k + lane] = sc;
-      if (count && e_out >= 0) atomicAdd(&hist[e_out], 1);
     }
-    if (live && lse_out && lane == 0) lse_out[t] = mx + logf(sum);
+    if (live && lse_out && lane == 0) lse_out[t] = mx + __logf(sum);
 #pragma unroll
     for (int j = 0; j < V4; ++j) cur[j] = nxt[j];
   }
@@ -237,17 +331,19 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int G, int V4, int K>
+template <int G, int V4>
 cudaError_t launch(const GateParams& p, const float* logits, const float* bias, int32_t* ids,
                    float* scores, float* lse, int32_t* count, unsigned long long* nonfinite,
                    bool after_prep, cudaStream_t stream) {
-  auto* kernel = topk_fast_kernel<G, V4, K>;
-  const size_t shmem = count ? sizeof(int32_t) * p.experts : 0;
-  // Resident blocks per SM, for the largest histogram; computed once per instantiation.
+  auto* kernel = topk_fast_kernel<G, V4>;
+  // The bias and one row per group (N floats each), and the histogram (N ints).
+  const size_t shmem =
+      sizeof(float) * p.experts * (1 + kThreads / G) + (count ? sizeof(int32_t) * p.experts : 0);
+  // Resident blocks per SM at the largest N of this instantiation; computed once.
   static const int per_sm = [kernel] {
     int b = 1;
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, kThreads,
-                                                  sizeof(int32_t) * kGateMaxExperts);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &b, kernel, kThreads, sizeof(int32_t) * 4 * G * V4 * (2 + kThreads / G));
     return b < 1 ? 1 : b;
   }();
   int dev = 0, sms = 132;
@@ -275,19 +371,6 @@ cudaError_t launch(const GateParams& p, const float* logits, const float* bias, 
   cfg.numAttrs = after_prep ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, p.tokens, p.experts, p.k, p.score, logits, bias, ids,
                             scores, lse, count, nonfinite);
-}
-
-template <int G, int V4>
-cudaError_t launch_k(const GateParams& p, const float* logits, const float* bias, int32_t* ids,
-                     float* scores, float* lse, int32_t* count, unsigned long long* nonfinite,
-                     bool after_prep, cudaStream_t stream) {
-  if (p.k <= 2)
-    return launch<G, V4, 2>(p, logits, bias, ids, scores, lse, count, nonfinite, after_prep,
-                            stream);
-  if (p.k <= 4)
-    return launch<G, V4, 4>(p, logits, bias, ids, scores, lse, count, nonfinite, after_prep,
-                            stream);
-  return launch<G, V4, 8>(p, logits, bias, ids, scores, lse, count, nonfinite, after_prep, stream);
 }
 
 bool aligned16(const void* ptr) {
@@ -320,11 +403,11 @@ cudaError_t topk_fast(const GateParams& p, const float* logits, const float* bia
   }
   if (p.tokens == 0) return cudaSuccess;
   const int n = p.experts;
-#define TAMOE_FAST(G, V4)                                                                         \
-  return launch_k<G, V4>(p, logits, bias, expert_ids, scores, lse, expert_count, first_nonfinite, \
-                         prep, stream)
-  // Lanes per token: fewer lanes (more tokens per warp) make the merge rounds cheaper per token;
-  // 16 values per lane keep the insertion lists short.
+#define TAMOE_FAST(G, V4)                                                                       \
+  return launch<G, V4>(p, logits, bias, expert_ids, scores, lse, expert_count, first_nonfinite, \
+                       prep, stream)
+  // Lanes per token: 8 (four tokens per warp) share the per-token shuffles among the most keys;
+  // above 128 experts 16 or 32 keep the chunks per lane (registers) at 4 or 8.
   if (n <= 32) TAMOE_FAST(8, 1);
   if (n <= 64) TAMOE_FAST(8, 2);
   if (n <= 128) TAMOE_FAST(8, 4);

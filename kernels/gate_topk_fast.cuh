@@ -1,7 +1,8 @@
 // Fast path of gate_topk for the common case (no node limit, k <= 8, N a multiple of 4, N <= 1024,
-// 16-byte aligned logits and bias): float4 loads, a per-lane sorted top-k of keys in registers,
-// k merge rounds over lane heads only, counting in shared memory, and the count zeroing folded
-// into a tiny kernel the top-k kernel overlaps with (programmatic dependent launch).
+// 16-byte aligned logits and bias): float4 loads, a threshold from the lanes' largest keys that
+// leaves ~k candidates per token, ranking of those candidates in shared memory, counting in shared
+// memory, and the count zeroing folded into a tiny kernel the top-k kernel overlaps with
+// (programmatic dependent launch).
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -177,6 +177,24 @@ int main(int argc, char** argv) {
       check(cudaMalloc(reinterpret_cast<void**>(&p), logit_bytes), "cudaMalloc logits");
       check(cudaMemcpy(p, host.data(), logit_bytes, cudaMemcpyHostToDevice), "upload");
     }
+    {
+      // Context for small N: a device-to-device copy of the same logits bytes, stepped like the
+      // gate (one copy per step over the rotating buffers), runs far below the large-copy rate.
+      float* dst = nullptr;
+      check(cudaMalloc(reinterpret_cast<void**>(&dst), logit_bytes), "cudaMalloc");
+      check(cudaMemcpy(dst, logits[0], logit_bytes, cudaMemcpyDeviceToDevice), "warm-up copy");
+      cudaEventRecord(a, st);
+      for (int i = 0; i < iters; ++i)
+        cudaMemcpyAsync(dst, logits[i % copies], logit_bytes, cudaMemcpyDeviceToDevice, st);
+      cudaEventRecord(b, st);
+      check(cudaEventSynchronize(b), "same-size copy");
+      const double cs = time_ms(a, b) / 1e3 / iters;
+      std::printf(
+          "# N %d: a copy of the same logits (%.1f MB read + written) takes %.2f us: %.1f%% "
+          "of the copy bandwidth\n",
+          n, logit_bytes / 1e6, cs * 1e6, 100.0 * 2.0 * logit_bytes / cs / 1e9 / copy_gbps);
+      cudaFree(dst);
+    }
     Eigen::VectorXf hbias(n);
     for (int e = 0; e < n; ++e) hbias[e] = 0.1f * d(rng);
     float *bias = nullptr, *scores = nullptr, *lse = nullptr;
