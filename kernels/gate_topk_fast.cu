@@ -1,11 +1,11 @@
-// Memory-bound top-k for k <= 8 without per-lane sorted lists. A group of G lanes (8 up to 128
+// Memory-bound top-k for k <= 8 without per-lane sorted lists. A group of G lanes (4 or 8 up to 128
 // experts, 16 up to 256, 32 above) holds one token: lane l owns the float4 chunks c = l + G * j
 // (experts 4c..4c+3), so one load instruction of the group reads 16 * G contiguous bytes; the next
 // token's chunks are loaded while this one is ranked.
 //
-// Selection by threshold. Each lane takes the largest of its keys (and, on 8 lanes with k > 2, the
-// second largest too); the k-th largest of these values, T, is at most the token's k-th largest key
-// (they are distinct keys of the token), so the top k are among the keys >= T. On random logits
+// Selection by threshold. Each lane takes the largest of its keys (and, on 4 or 8 lanes with k > 2,
+// the second largest too); the k-th largest of these values, T, is at most the token's k-th largest
+// key (they are distinct keys of the token), so the top k are among the keys >= T. On random logits
 // ~1.05k to 1.3k keys pass. The group copies its row of logits to shared memory, writes the
 // candidates (key, expert) to a list there, and each lane ranks a candidate against the whole list
 // (greater key, or equal key and lower expert: the host's tie rule); rank r < k is slot r. One
@@ -25,8 +25,14 @@ namespace tamoe::kernels::detail {
 
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
+// Threads per block of the G-lane kernel. 256 for 4 or 8 lanes per token (half the blocks: fewer
+// per-block setups and histogram flushes; 2-5% faster on H100 at N = 64-128), 128 above (256 was
+// 2-6% slower at N = 256). Forcing more blocks per SM through __launch_bounds__ (64-80 registers)
+// spilled or lengthened the per-token chains and was 10-40% slower.
+template <int G>
+struct BlockShape {
+  static constexpr int threads = G <= 8 ? 256 : 128;
+};
 
 // The zeroing kernel: count[0..n) = 0 and *nonfinite = UINT64_MAX (either may be null).
 __global__ void prep_kernel(int32_t* count, int n, unsigned long long* nonfinite) {
@@ -123,12 +129,13 @@ __device__ __forceinline__ float group_threshold(float m1, float m2, int lane, i
 constexpr int kMaxCand = 32;  // candidates one group may write to shared memory
 
 template <int G, int V4>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(BlockShape<G>::threads)
     topk_fast_kernel(int64_t tokens, int n, int k, int score_fn, const float* __restrict__ logits,
                      const float* __restrict__ bias, int32_t* __restrict__ ids,
                      float* __restrict__ scores, float* __restrict__ lse_out,
                      int32_t* __restrict__ count, unsigned long long* nonfinite) {
   constexpr int V = 4 * V4;
+  constexpr int kWarps = BlockShape<G>::threads / 32;
   constexpr int kTokensPerWarp = 32 / G;
   // One candidate list per group: (key, expert) and the logit. The odd stride (in float2) puts the
   // groups of a warp, which read their lists in lockstep, on different banks.
@@ -222,7 +229,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int i = 0; i < 4; ++i) x[4 * j + i] = z[4 * j + i] + comp(bb, i);
     }
-    float k2 = -INFINITY;  // second largest, only for k > 2 on 8 lanes
+    float k2 = -INFINITY;  // second largest, only for k > 2 on 4 or 8 lanes
     if (G < 16 && k > 2) {
 #pragma unroll
       for (int i = 0; i < V; ++i) {
@@ -336,6 +343,8 @@ cudaError_t launch(const GateParams& p, const float* logits, const float* bias, 
                    float* scores, float* lse, int32_t* count, unsigned long long* nonfinite,
                    bool after_prep, cudaStream_t stream) {
   auto* kernel = topk_fast_kernel<G, V4>;
+  constexpr int kThreads = BlockShape<G>::threads;
+  constexpr int kWarps = kThreads / 32;
   // The bias and one row per group (N floats each), and the histogram (N ints).
   const size_t shmem =
       sizeof(float) * p.experts * (1 + kThreads / G) + (count ? sizeof(int32_t) * p.experts : 0);
@@ -406,10 +415,16 @@ cudaError_t topk_fast(const GateParams& p, const float* logits, const float* bia
 #define TAMOE_FAST(G, V4)                                                                       \
   return launch<G, V4>(p, logits, bias, expert_ids, scores, lse, expert_count, first_nonfinite, \
                        prep, stream)
-  // Lanes per token: 8 (four tokens per warp) share the per-token shuffles among the most keys;
-  // above 128 experts 16 or 32 keep the chunks per lane (registers) at 4 or 8.
+  // Lanes per token: few lanes (many tokens per warp) share the per-token shuffles among the most
+  // keys, as long as the lanes' top-2 values still give a tight threshold (4 lanes: k <= 4); above
+  // 128 experts 16 or 32 lanes keep the chunks per lane (registers) at 4 or 8. H100, N = 64: 4
+  // lanes instead of 8 took k = 2 from 16.3 to 15.0 us and k = 4 from 18.3 to 16.7 us.
   if (n <= 32) TAMOE_FAST(8, 1);
-  if (n <= 64) TAMOE_FAST(8, 2);
+  if (n <= 64) {
+    // Four lanes (eight tokens per warp) while their top-2 values still bound k tightly.
+    if (p.k <= 4) TAMOE_FAST(4, 4);
+    TAMOE_FAST(8, 2);
+  }
   if (n <= 128) TAMOE_FAST(8, 4);
   if (n <= 256) TAMOE_FAST(16, 4);
   if (n <= 512) TAMOE_FAST(32, 4);
