@@ -2,9 +2,6 @@
 
 #include <mpi.h>
 
-#include <chrono>
-#include <cmath>
-
 #include "routing/stats.h"
 #include "runtime/cuda_check.h"
 #include "runtime/error.h"
@@ -17,10 +14,6 @@ namespace tamoe::train::gpu {
 namespace {
 
 using enum moe::Acc;  // the metric sums' layout, shared with the host trainer
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 void add_routing(std::vector<double>& acc, const GpuMoeLayer& l, int rank) {
   moe::add_routing_stats(acc,
@@ -42,11 +35,7 @@ GpuTrainer::GpuTrainer(const moe::TrainConfig& tc, const moe::ModelConfig& mc,
       train_(train),
       test_(test),
       host_(mc, layout, host_a2a, tc.seed, dev_a2a.groups().rank()) {
-  TAMOE_CHECK_ARG(tc.epochs >= 1 && tc.batch >= 1 && tc.interval >= 1 && tc.eval_batch >= 1,
-                  "TrainConfig", "epochs, batch, interval, eval_batch >= 1",
-                  str(tc.epochs, ", ", tc.batch, ", ", tc.interval, ", ", tc.eval_batch));
-  TAMOE_CHECK_ARG(train.features() == mc.in_features, "GpuTrainer: training set",
-                  str(mc.in_features, " features"), str(train.features()));
+  moe::check_train_args(tc, mc, train, "GpuTrainer");
   TAMOE_CHECK_ARG(!tc.resume || !tc.checkpoint.empty(), "GpuTrainer: resume", "a checkpoint path",
                   "none");
   // The device of this rank was bound by NcclGroups::create.
@@ -58,12 +47,7 @@ GpuTrainer::GpuTrainer(const moe::TrainConfig& tc, const moe::ModelConfig& mc,
   ao.lr = tc.lr;
   adam_ = std::make_unique<GpuAdam>(model_->numel(), ao, stream_);
   if (!tc.checkpoint.empty()) host_adam_ = std::make_unique<Adam>(host_.params(), ao);
-  if (mc.moe.aux == moe::AuxKind::ta_bias) {
-    route::BiasControllerOptions bo;
-    bo.rate = tc.bias_rate;
-    for (size_t l = 0; l < model_->layers.size(); ++l)
-      bias_.emplace_back(model_->layers[l]->config().target, bo);
-  }
+  bias_ = moe::bias_controllers(tc, mc, model_->layers);
   acc_.assign(kAccSize, 0.0);
   run_acc_.assign(kAccSize, 0.0);
 }
@@ -131,25 +115,10 @@ StepResult GpuTrainer::train_step(const MatrixRf& x, const std::vector<int>& y) 
 
 void GpuTrainer::accumulate(double loss, double aux, int64_t correct, int64_t samples,
                             double t_step, double t_allreduce) {
-  std::vector<double> a(kAccSize, 0.0);
-  a[kLoss] = loss * static_cast<double>(samples);
-  a[kAux] = aux;
-  a[kCorrect] = static_cast<double>(correct);
-  a[kSamples] = static_cast<double>(samples);
-  const moe::PhaseTimes& t = last_times_;
+  std::vector<double> a =
+      moe::step_sums(loss, aux, correct, samples, last_times_, t_step, t_allreduce);
   for (auto& l : model_->layers) add_routing(a, *l, rank_);
-  a[kGate] = t.gate;
-  a[kPermute] = t.permute;
-  a[kA2a] = t.a2a;
-  a[kExperts] = t.experts;
-  a[kCombine] = t.combine;
-  a[kAllreduce] = t_allreduce;
-  a[kTotal] = t_step;
-  a[kSteps] = 1;
-  for (int i = 0; i < kAccSize; ++i) {
-    acc_[i] += a[i];
-    run_acc_[i] += a[i];
-  }
+  moe::add_step_sums(a, acc_, run_acc_);
 }
 
 moe::Metrics GpuTrainer::reduce(const std::vector<double>& acc) const {
@@ -175,19 +144,15 @@ void GpuTrainer::save(int64_t epoch, int64_t batch) {
     model_->download_slice(m ? adam_->m() : adam_->v(), t.name.substr(2), *t.tensor);
   }
   host_adam_->set_steps(adam_->steps());
-  TrainState st;
-  st.step = step_;
-  st.epoch = epoch;
-  st.batch = batch;
-  st.extra = moe::checkpoint_extra(config_json(), rank_, P_, bias_);
-  save_checkpoint(str(tc_.checkpoint, ".rank", rank_), host_.params(), host_adam_.get(), st);
-  TAMOE_CHECK_MPI(MPI_Barrier(comm_));
+  moe::save_rank_checkpoint(
+      tc_, rank_, comm_, host_.params(), host_adam_.get(),
+      moe::checkpoint_state(step_, epoch, batch,
+                            moe::checkpoint_extra(config_json(), rank_, P_, bias_)));
 }
 
 void GpuTrainer::restore(int64_t* epoch, int64_t* batch) {
-  const std::string path = str(tc_.checkpoint, ".rank", rank_);
-  TrainState st = load_checkpoint(path, host_.params(), host_adam_.get());
-  moe::restore_checkpoint_extra(path, st, rank_, P_, comm_, bias_);
+  const TrainState st =
+      moe::load_rank_checkpoint(tc_, rank_, P_, comm_, host_.params(), host_adam_.get(), bias_);
   for (size_t l = 0; l < bias_.size(); ++l) model_->layers[l]->set_bias(bias_[l].bias());
   model_->upload_values(host_.params());
   for (const NamedTensor& t : host_adam_->state()) {
@@ -203,65 +168,29 @@ void GpuTrainer::restore(int64_t* epoch, int64_t* batch) {
 
 bool GpuTrainer::run(const std::function<void(const moe::IntervalReport&)>& on_interval,
                      const std::function<void(int64_t, const moe::EvalResult&)>& on_epoch) {
-  BatchSampler sampler(train_.size(), tc_.batch, tc_.seed, rank_, P_);
-  int64_t epoch = 0, first_batch = 0;
-  if (tc_.resume) restore(&epoch, &first_batch);
-  const int64_t per_epoch = sampler.batches();
-  const int64_t steps_total = per_epoch * tc_.epochs;
-  const int64_t start_step = step_;
-  const double t_start = now_s();
-  MatrixRf x;
-  std::vector<int> y;
-  for (; epoch < tc_.epochs; ++epoch, first_batch = 0) {
-    sampler.set_epoch(epoch);
-    for (int64_t b = first_batch; b < per_epoch; ++b) {
-      const double t0 = now_s();
-      gather_batch(train_, sampler.batch(b), x, y);
-      const StepResult r = train_step(x, y);
-      float ar_ms = 0;
-      TAMOE_CHECK_CUDA(cudaEventElapsedTime(&ar_ms, ar_begin_, ar_end_));
-      accumulate(r.loss, model_->aux_loss(), r.correct, static_cast<int64_t>(y.size()),
-                 now_s() - t0, 1e-3 * ar_ms);
-      const bool stop = tc_.stop_after_steps >= 0 && step_ >= tc_.stop_after_steps;
-      if (step_ % tc_.interval == 0 || b + 1 == per_epoch || stop) {
-        moe::IntervalReport rep;
-        rep.epoch = epoch;
-        rep.step = step_;
-        rep.steps_total = steps_total;
-        rep.batches_per_epoch = per_epoch;
-        rep.elapsed_s = now_s() - t_start;
-        rep.eta_s = rep.elapsed_s / static_cast<double>(std::max<int64_t>(1, step_ - start_step)) *
-                    static_cast<double>(steps_total - step_);
-        rep.m = reduce(acc_);
-        acc_.assign(kAccSize, 0.0);
-        if (!tc_.checkpoint.empty()) {
-          const bool last = b + 1 == per_epoch;
-          save(last ? epoch + 1 : epoch, last ? 0 : b + 1);
-        }
-        if (on_interval) on_interval(rep);
-      }
-      if (stop) return false;
-    }
-    if (on_epoch) on_epoch(epoch, evaluate(test_));
-  }
-  return true;
+  return moe::run_epochs(*this, tc_, train_, test_, rank_, P_, on_interval, on_epoch);
+}
+
+void GpuTrainer::train_batch(const MatrixRf& x, const std::vector<int>& y, double start_s) {
+  const StepResult r = train_step(x, y);
+  float ar_ms = 0;
+  TAMOE_CHECK_CUDA(cudaEventElapsedTime(&ar_ms, ar_begin_, ar_end_));
+  accumulate(r.loss, model_->aux_loss(), r.correct, static_cast<int64_t>(y.size()),
+             moe::now_s() - start_s, 1e-3 * ar_ms);
+}
+
+moe::Metrics GpuTrainer::end_interval() {
+  const moe::Metrics m = reduce(acc_);
+  acc_.assign(kAccSize, 0.0);
+  return m;
 }
 
 moe::EvalResult GpuTrainer::evaluate(const Dataset& data) {
-  const std::vector<int64_t> idx = shard_indices(data.size(), rank_, P_);
-  const int64_t n = static_cast<int64_t>(idx.size());
-  int64_t batches = (n + tc_.eval_batch - 1) / tc_.eval_batch, max_batches = 0;
-  TAMOE_CHECK_MPI(MPI_Allreduce(&batches, &max_batches, 1, MPI_INT64_T, MPI_MAX, comm_));
+  moe::EvalBatches batches(data, tc_.eval_batch, rank_, P_, comm_);
   std::vector<double> a(kAccSize, 0.0);
   MatrixRf x;
   std::vector<int> y;
-  for (int64_t b = 0; b < max_batches; ++b) {
-    // Ranks with a shorter shard still join the collective MoE layers with 0 rows.
-    const int64_t lo = std::min(n, b * tc_.eval_batch);
-    const int64_t hi = std::min(n, lo + tc_.eval_batch);
-    gather_batch(data, std::span<const int64_t>(idx.data() + lo, static_cast<size_t>(hi - lo)), x,
-                 y);
-    if (x.rows() == 0) x.resize(0, data.features());
+  while (batches.next(x, y)) {
     const int64_t rows = x.rows();
     const float* xd = upload_batch(x, y, mc_.classes);
     const float* logits = model_->forward(xd, rows);

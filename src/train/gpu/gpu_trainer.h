@@ -23,19 +23,19 @@ struct StepResult {
   int64_t correct = 0;
 };
 
-class GpuTrainer {
+class GpuTrainer : private moe::EpochSteps {
  public:
   // host_a2a builds the host model that initialises the parameters; dev_a2a moves the tokens.
   GpuTrainer(const moe::TrainConfig& tc, const moe::ModelConfig& mc,
              const route::ExpertLayout& layout, coll::AllToAll& host_a2a,
              coll::DeviceAllToAll& dev_a2a, const Dataset& train, const Dataset& test);
-  ~GpuTrainer();
+  ~GpuTrainer() override;
 
   // As moe::Trainer::run. Returns false when stopped by stop_after_steps.
   bool run(const std::function<void(const moe::IntervalReport&)>& on_interval,
            const std::function<void(int64_t epoch, const moe::EvalResult&)>& on_epoch);
   // Collective: accuracy and loss on the whole set, sharded over the ranks.
-  moe::EvalResult evaluate(const Dataset& data);
+  moe::EvalResult evaluate(const Dataset& data) override;
   // Collective: one optimizer step on this rank's batch (x: rows x features, labels).
   StepResult train_step(const MatrixRf& x, const std::vector<int>& y);
 
@@ -44,13 +44,15 @@ class GpuTrainer {
   moe::MoeClassifier& host_model() { return host_; }
   GpuClassifier& model() { return *model_; }
   GpuAdam& adam() { return *adam_; }
-  int64_t step() const { return step_; }
+  int64_t step() const override { return step_; }
   moe::Metrics totals() const;
 
  private:
   moe::Metrics reduce(const std::vector<double>& acc) const;
-  void save(int64_t epoch, int64_t batch);
-  void restore(int64_t* epoch, int64_t* batch);
+  void save(int64_t epoch, int64_t batch) override;
+  void restore(int64_t* epoch, int64_t* batch) override;
+  void train_batch(const MatrixRf& x, const std::vector<int>& y, double start_s) override;
+  moe::Metrics end_interval() override;
   nlohmann::json config_json() const;
   void accumulate(double loss, double aux, int64_t correct, int64_t samples, double t_step,
                   double t_allreduce);

@@ -60,7 +60,27 @@ struct EvalResult {
   double share_cross_node = 0, drop_share = 0;
 };
 
-class Trainer {
+// What a trainer does for the loop it shares with the other trainer (run_epochs in
+// train/moe/train_metrics.h); each call on every rank at once.
+class EpochSteps {
+ public:
+  virtual ~EpochSteps() = default;
+  // Optimizer steps taken.
+  virtual int64_t step() const = 0;
+  // Loads this rank's checkpoint (the step count with it); sets the epoch and the batch to go on
+  // from.
+  virtual void restore(int64_t* epoch, int64_t* batch) = 0;
+  // One optimizer step on (x, y), its sums added to the interval's and the run's; start_s: now_s()
+  // before the batch was gathered.
+  virtual void train_batch(const MatrixRf& x, const std::vector<int>& y, double start_s) = 0;
+  // The interval's metrics over the ranks; its sums start again from 0.
+  virtual Metrics end_interval() = 0;
+  // Writes this rank's checkpoint with the epoch and batch a resume goes on from.
+  virtual void save(int64_t epoch, int64_t batch) = 0;
+  virtual EvalResult evaluate(const Dataset& data) = 0;
+};
+
+class Trainer : private EpochSteps {
  public:
   // targets: this rank's target over global experts (empty: uniform). The groups' world is the
   // expert-parallel and data-parallel group.
@@ -72,15 +92,17 @@ class Trainer {
   bool run(const std::function<void(const IntervalReport&)>& on_interval,
            const std::function<void(int64_t epoch, const EvalResult&)>& on_epoch);
   // Collective: accuracy and loss on the whole set, sharded over the ranks.
-  EvalResult evaluate(const Dataset& data);
+  EvalResult evaluate(const Dataset& data) override;
 
   MoeClassifier& model() { return model_; }
-  int64_t step() const { return step_; }
+  int64_t step() const override { return step_; }
   Metrics totals() const;  // over the whole run (this process's part of it)
 
  private:
-  void save(int64_t epoch, int64_t batch);
-  void restore(int64_t* epoch, int64_t* batch);
+  void save(int64_t epoch, int64_t batch) override;
+  void restore(int64_t* epoch, int64_t* batch) override;
+  void train_batch(const MatrixRf& x, const std::vector<int>& y, double start_s) override;
+  Metrics end_interval() override;
   nlohmann::json config_json() const;
 
   TrainConfig tc_;

@@ -4,7 +4,6 @@
 // GPU loop learns; a run resumed from its checkpoint (on the GPU or the host path) ends where the
 // uninterrupted one does. Skips (passes with a warning) when a rank has no CUDA device of its own.
 #include <mpi.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -12,10 +11,8 @@
 #include <vector>
 
 #include "catch_compat.h"
-#include "collectives/alltoallv.h"
 #include "collectives/device.h"
-#include "collectives/groups.h"
-#include "routing/losses.h"
+#include "mpi/train_common/train_fixtures.h"
 #include "train/allreduce_grads.h"
 #include "train/gpu/gpu_trainer.h"
 #include "train/loss.h"
@@ -23,46 +20,16 @@
 using namespace tamoe;
 using namespace tamoe::train;
 using namespace tamoe::train::moe;
+using namespace tamoe::train::moe::fixtures;
 
 namespace {
 
-// 4x4 "images", 3 classes from a fixed linear rule (as tests/mpi/train_moe).
-Dataset make_data(int64_t n, uint64_t seed) {
-  Rng rng(seed);
-  Dataset d;
-  d.rows = 4;
-  d.cols = 4;
-  d.classes = 3;
-  d.images.resize(n, 16);
-  d.labels.resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    double s[3] = {0, 0, 0};
-    for (int f = 0; f < 16; ++f) {
-      const float v = static_cast<float>(rng.normal());
-      d.images(i, f) = v;
-      s[f % 3] += v;
-    }
-    d.labels[static_cast<size_t>(i)] = s[0] > s[1] ? (s[0] > s[2] ? 0 : 2) : (s[1] > s[2] ? 1 : 2);
-  }
-  return d;
-}
-
-struct Job {
-  int rank = 0, P = 1;
-  std::vector<int> node_of;
-  coll::Groups g;
-  std::unique_ptr<coll::AllToAll> a2a;
+// The host trainers' job (train_fixtures.h) with this rank's GPU; dev stays null (and the tests
+// skip) when a rank has no CUDA device of its own.
+struct GpuJob : Job {
   std::unique_ptr<coll::NcclGroups> nccl;
   std::unique_ptr<coll::DeviceAllToAll> dev;
-  route::ExpertLayout layout;
-  Job() {
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &P);
-    const int nodes = P >= 2 ? 2 : 1;
-    for (int r = 0; r < P; ++r) node_of.push_back(r * nodes / P);
-    g = coll::Groups::from_nodes(MPI_COMM_WORLD, node_of);
-    a2a = std::make_unique<coll::AllToAll>(g);
-    layout = route::ExpertLayout::regular(P, 2, P / nodes);
+  GpuJob() {
     try {
       nccl = coll::NcclGroups::create(g);
     } catch (const Error& e) {
@@ -73,28 +40,6 @@ struct Job {
     dev = std::make_unique<coll::DeviceAllToAll>(*nccl);
   }
 };
-
-ModelConfig model_config(const Job& j, AuxKind aux, route::Overflow overflow) {
-  ModelConfig mc;
-  mc.in_features = 16;
-  mc.classes = 3;
-  mc.layers = 2;
-  mc.moe.hidden = 8;
-  mc.moe.ffn_hidden = 12;
-  mc.moe.gate.k = 2;
-  mc.moe.gate.capacity_factor = 1.0;
-  mc.moe.gate.overflow = overflow;
-  mc.moe.aux = aux;
-  mc.moe.aux_weight = 0.05;
-  std::vector<double> row(j.P);
-  for (int r = 0; r < j.P; ++r) row[r] = j.node_of[r] == j.node_of[j.rank] ? 2.0 : 1.0;
-  double s = 0;
-  for (double v : row) s += v;
-  for (double& v : row) v /= s;
-  mc.moe.plan_row = row;
-  mc.moe.target = route::target_from_plan(row, j.layout);
-  return mc;
-}
 
 TrainConfig train_config() {
   TrainConfig tc;
@@ -136,7 +81,7 @@ struct Case {
 
 TEST_CASE("gpu trainer: steps equal the host path (routing, losses, gradients, parameters)",
           "[train][gpu]") {
-  Job j;
+  GpuJob j;
   if (!j.dev) return;
   const Dataset train = make_data(256, 1);
   for (const Case c : {Case{"switch/drop", AuxKind::switch_loss, route::Overflow::drop_lowest},
@@ -209,7 +154,7 @@ TEST_CASE("gpu trainer: steps equal the host path (routing, losses, gradients, p
 }
 
 TEST_CASE("gpu trainer: the loop learns and evaluation equals the host's", "[train][gpu]") {
-  Job j;
+  GpuJob j;
   if (!j.dev) return;
   const Dataset train = make_data(320, 1), test = make_data(100, 2);
   const ModelConfig mc = model_config(j, AuxKind::switch_loss, route::Overflow::drop_lowest);
@@ -240,15 +185,11 @@ TEST_CASE("gpu trainer: the loop learns and evaluation equals the host's", "[tra
 
 TEST_CASE("gpu trainer: a resumed run equals the uninterrupted one, on either device",
           "[train][gpu]") {
-  Job j;
+  GpuJob j;
   if (!j.dev) return;
   const Dataset train = make_data(320, 1), test = make_data(64, 2);
   const ModelConfig mc = model_config(j, AuxKind::ta_bias, route::Overflow::reroute);
-  long id = static_cast<long>(::getpid());
-  MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
-  const std::string prefix =
-      (std::filesystem::temp_directory_path() / ("tamoe_test_gpu_ckpt_" + std::to_string(id)))
-          .string();
+  const std::string prefix = temp_prefix("tamoe_test_gpu_ckpt_");
   TrainConfig tc = train_config();
   const int64_t per_epoch = train.size() / (tc.batch * j.P);
   tc.checkpoint = prefix + ".full";

@@ -3,91 +3,20 @@
 // checkpoint ends bit-identical to the uninterrupted run (parameters, Adam state via the
 // parameters it produces, ta-bias controller state, test metrics).
 #include <mpi.h>
-#include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <vector>
 
 #include "catch_compat.h"
-#include "collectives/alltoallv.h"
-#include "collectives/groups.h"
-#include "routing/losses.h"
+#include "mpi/train_common/train_fixtures.h"
 #include "train/moe/trainer.h"
 
 using namespace tamoe;
 using namespace tamoe::train;
 using namespace tamoe::train::moe;
+using namespace tamoe::train::moe::fixtures;
 
 namespace {
-
-// 4x4 "images", 3 classes given by a fixed linear rule plus noise, so the model can learn.
-Dataset make_data(int64_t n, uint64_t seed) {
-  Rng rng(seed);
-  Dataset d;
-  d.rows = 4;
-  d.cols = 4;
-  d.classes = 3;
-  d.images.resize(n, 16);
-  d.labels.resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    double s[3] = {0, 0, 0};
-    for (int f = 0; f < 16; ++f) {
-      const float v = static_cast<float>(rng.normal());
-      d.images(i, f) = v;
-      s[f % 3] += v;
-    }
-    d.labels[static_cast<size_t>(i)] = s[0] > s[1] ? (s[0] > s[2] ? 0 : 2) : (s[1] > s[2] ? 1 : 2);
-  }
-  return d;
-}
-
-struct Job {
-  int rank = 0, P = 1;
-  std::vector<int> node_of;
-  coll::Groups g;
-  std::unique_ptr<coll::AllToAll> a2a;
-  route::ExpertLayout layout;
-  Job() {
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &P);
-    const int nodes = P >= 2 ? 2 : 1;
-    for (int r = 0; r < P; ++r) node_of.push_back(r * nodes / P);
-    g = coll::Groups::from_nodes(MPI_COMM_WORLD, node_of);
-    a2a = std::make_unique<coll::AllToAll>(g);
-    layout = route::ExpertLayout::regular(P, 2, P / nodes);
-  }
-};
-
-ModelConfig model_config(const Job& j, AuxKind aux) {
-  ModelConfig mc;
-  mc.in_features = 16;
-  mc.classes = 3;
-  mc.layers = 2;
-  mc.moe.hidden = 8;
-  mc.moe.ffn_hidden = 12;
-  mc.moe.gate.k = 2;
-  mc.moe.gate.capacity_factor = 1.0;
-  mc.moe.aux = aux;
-  mc.moe.aux_weight = 0.05;
-  // A ladder plan row: twice the weight on this rank's own node.
-  const int P = j.P;
-  std::vector<double> row(P);
-  for (int r = 0; r < P; ++r) row[r] = j.node_of[r] == j.node_of[j.rank] ? 2.0 : 1.0;
-  double s = 0;
-  for (double v : row) s += v;
-  for (double& v : row) v /= s;
-  mc.moe.plan_row = row;
-  mc.moe.target = route::target_from_plan(row, j.layout);
-  return mc;
-}
-
-std::string temp_prefix() {
-  long id = static_cast<long>(::getpid());
-  MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
-  return (std::filesystem::temp_directory_path() / ("tamoe_test_trainer_" + std::to_string(id)))
-      .string();
-}
 
 TrainConfig train_config() {
   TrainConfig tc;
@@ -131,7 +60,7 @@ TEST_CASE("trainer: resume from a mid-epoch checkpoint reproduces the uninterrup
     INFO("aux " << aux_name(aux));
     const Dataset train = make_data(320, 1), test = make_data(64, 2);
     const ModelConfig mc = model_config(j, aux);
-    const std::string prefix = temp_prefix();
+    const std::string prefix = temp_prefix("tamoe_test_trainer_");
 
     TrainConfig full = train_config();
     full.checkpoint = prefix + ".full";
