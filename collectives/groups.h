@@ -34,24 +34,24 @@ class Groups {
   MPI_Comm rail_comm() const { return rail_; }  // rank in it == node index (when uniform)
   int rank() const { return rank_; }
   int size() const { return size_; }
-  int nnodes() const { return nnodes_; }
-  bool uniform() const { return uniform_; }
-  int ranks_per_node() const { return uniform_ ? size_ / nnodes_ : 0; }
-  int node_of(int r) const { return node_of_[r]; }
-  int local_of(int r) const { return local_of_[r]; }
-  int node_size(int node) const { return node_size_[node]; }
+  int nnodes() const { return nodes_.nnodes(); }
+  bool uniform() const { return nodes_.uniform; }
+  int ranks_per_node() const { return uniform() ? size_ / nnodes() : 0; }
+  int node_of(int r) const { return nodes_.node_of[r]; }
+  int local_of(int r) const { return nodes_.local_of[r]; }
+  int node_size(int node) const { return nodes_.node_size[node]; }
   // World rank of (node, local); uniform layouts only.
   int rank_of(int node, int local) const { return rank_of_[node * ranks_per_node() + local]; }
   std::string describe() const;
 
  private:
-  void finish(const std::vector<int>& node_of);
+  void finish(topo::NodeLayout nodes);
   void release() noexcept;
   MPI_Comm world_ = MPI_COMM_NULL, node_ = MPI_COMM_NULL, rail_ = MPI_COMM_NULL;
   bool owns_ = false;
-  int rank_ = 0, size_ = 0, nnodes_ = 0;
-  bool uniform_ = true;
-  std::vector<int> node_of_, local_of_, node_size_, rank_of_;
+  int rank_ = 0, size_ = 0;
+  topo::NodeLayout nodes_;
+  std::vector<int> rank_of_;
 };
 
 }  // namespace tamoe::coll

@@ -29,6 +29,22 @@ HostLocal host_local(MPI_Comm comm) {
   return h;
 }
 
+NodeLayout group_into_nodes(const std::vector<int>& node_key) {
+  NodeLayout l;
+  std::map<int, int> ids;
+  l.node_of.resize(node_key.size());
+  l.local_of.resize(node_key.size());
+  for (size_t r = 0; r < node_key.size(); ++r) {
+    int n = ids.emplace(node_key[r], static_cast<int>(ids.size())).first->second;
+    if (n == l.nnodes()) l.node_size.push_back(0);
+    l.node_of[r] = n;
+    l.local_of[r] = l.node_size[n]++;
+  }
+  l.uniform = std::all_of(l.node_size.begin(), l.node_size.end(),
+                          [&](int s) { return s == l.node_size[0]; });
+  return l;
+}
+
 Cluster Cluster::create(MPI_Comm world, const ClusterOptions& opts) {
   Cluster c;
   TAMOE_CHECK_MPI(MPI_Comm_dup(world, &c.world_));
@@ -73,23 +89,14 @@ Cluster Cluster::create(MPI_Comm world, const ClusterOptions& opts) {
       fail(Status::invalid_argument, str("TAMOE_VIRTUAL_NODES on host ", h),
            str("a count that divides the ", host_count[h], " ranks of that host"), str(c.vnodes_));
 
-  // Node = (host, block of consecutive local ranks); numbered by lowest world rank.
-  std::map<std::pair<int, int>, int> node_ids;
-  c.node_of_.resize(P);
-  c.local_of_.resize(P);
+  // Node = (host, block of consecutive local ranks). The block index is below vnodes_, so the
+  // key is unique per (host, block); every host holds at least vnodes_ ranks, so it stays below P.
+  std::vector<int> node_key(P);
   for (int r = 0; r < P; ++r) {
     int h = c.host_of_[r];
-    int per_node = host_count[h] / c.vnodes_;
-    auto key = std::make_pair(h, index_in_host[r] / per_node);
-    auto it = node_ids.emplace(key, static_cast<int>(node_ids.size())).first;
-    c.node_of_[r] = it->second;
-    c.local_of_[r] = index_in_host[r] % per_node;
+    node_key[r] = h * c.vnodes_ + index_in_host[r] / (host_count[h] / c.vnodes_);
   }
-  c.nnodes_ = static_cast<int>(node_ids.size());
-  c.node_size_.assign(c.nnodes_, 0);
-  for (int r = 0; r < P; ++r) c.node_size_[c.node_of_[r]]++;
-  c.uniform_ = std::all_of(c.node_size_.begin(), c.node_size_.end(),
-                           [&](int s) { return s == c.node_size_[0]; });
+  c.nodes_ = group_into_nodes(node_key);
 
   TAMOE_CHECK_MPI(MPI_Comm_split(c.world_, c.node(), c.rank_, &c.node_comm_));
   TAMOE_CHECK_MPI(MPI_Comm_split(c.world_, c.local_rank(), c.node(), &c.rail_comm_));
@@ -113,15 +120,11 @@ Cluster& Cluster::operator=(Cluster&& o) noexcept {
   leaders_comm_ = std::exchange(o.leaders_comm_, MPI_COMM_NULL);
   rank_ = o.rank_;
   size_ = o.size_;
-  nnodes_ = o.nnodes_;
   nhosts_ = o.nhosts_;
   vnodes_ = o.vnodes_;
-  uniform_ = o.uniform_;
   hostname_ = std::move(o.hostname_);
-  node_of_ = std::move(o.node_of_);
-  local_of_ = std::move(o.local_of_);
+  nodes_ = std::move(o.nodes_);
   host_of_ = std::move(o.host_of_);
-  node_size_ = std::move(o.node_size_);
   return *this;
 }
 
@@ -139,13 +142,14 @@ void Cluster::release() noexcept {
 
 int Cluster::world_rank_of(int node, int local) const {
   for (int r = 0; r < size_; ++r)
-    if (node_of_[r] == node && local_of_[r] == local) return r;
+    if (nodes_.node_of[r] == node && nodes_.local_of[r] == local) return r;
   return -1;
 }
 
 std::string Cluster::describe() const {
-  std::string shape = uniform_ ? str(nnodes_, " nodes x ", node_size_.empty() ? 0 : node_size_[0])
-                               : str(nnodes_, " nodes (uneven sizes)");
+  std::string shape = nodes_.uniform ? str(nnodes(), " nodes x ",
+                                           nodes_.node_size.empty() ? 0 : nodes_.node_size[0])
+                                     : str(nnodes(), " nodes (uneven sizes)");
   return str(size_, " ranks, ", shape,
              vnodes_ > 1 ? str(" (", vnodes_, " virtual nodes per host, ") : std::string(" ("),
              nhosts_, nhosts_ == 1 ? " host)" : " hosts)");

@@ -25,6 +25,18 @@ struct HostLocal {
 };
 HostLocal host_local(MPI_Comm comm);
 
+// Ranks grouped into nodes. Nodes are numbered by their lowest world rank; within a node, local
+// indices follow world rank order.
+struct NodeLayout {
+  std::vector<int> node_of;    // world rank -> node
+  std::vector<int> local_of;   // world rank -> index within its node
+  std::vector<int> node_size;  // node -> number of ranks
+  bool uniform = true;         // every node has the same number of ranks
+  int nnodes() const { return static_cast<int>(node_size.size()); }
+};
+// Not collective. World ranks r and q share a node when node_key[r] == node_key[q] (any ids).
+NodeLayout group_into_nodes(const std::vector<int>& node_key);
+
 class Cluster {
  public:
   // Collective over `world` (which is duplicated, not owned). Nodes are numbered by their lowest
@@ -41,21 +53,22 @@ class Cluster {
   MPI_Comm world() const { return world_; }
   int rank() const { return rank_; }
   int size() const { return size_; }
-  int node() const { return node_of_.empty() ? 0 : node_of_[rank_]; }
-  int nnodes() const { return nnodes_; }
-  int local_rank() const { return local_of_.empty() ? 0 : local_of_[rank_]; }
-  int local_size() const { return node_size_.empty() ? 1 : node_size_[node()]; }
+  int node() const { return nodes_.node_of.empty() ? 0 : nodes_.node_of[rank_]; }
+  int nnodes() const { return nodes_.nnodes(); }
+  int local_rank() const { return nodes_.local_of.empty() ? 0 : nodes_.local_of[rank_]; }
+  int local_size() const { return nodes_.node_size.empty() ? 1 : nodes_.node_size[node()]; }
   // Every node has the same number of ranks (the hierarchical algorithms need this).
-  bool uniform() const { return uniform_; }
+  bool uniform() const { return nodes_.uniform; }
+  const NodeLayout& nodes() const { return nodes_; }
   int host() const { return host_of_.empty() ? 0 : host_of_[rank_]; }
   int nhosts() const { return nhosts_; }
   int virtual_nodes_per_host() const { return vnodes_; }
   const std::string& hostname() const { return hostname_; }
 
-  int node_of(int world_rank) const { return node_of_.at(world_rank); }
-  int local_of(int world_rank) const { return local_of_.at(world_rank); }
+  int node_of(int world_rank) const { return nodes_.node_of.at(world_rank); }
+  int local_of(int world_rank) const { return nodes_.local_of.at(world_rank); }
   int host_of(int world_rank) const { return host_of_.at(world_rank); }
-  int node_size(int node) const { return node_size_.at(node); }
+  int node_size(int node) const { return nodes_.node_size.at(node); }
   // World rank of (node, local) or -1.
   int world_rank_of(int node, int local) const;
 
@@ -70,10 +83,10 @@ class Cluster {
   void release() noexcept;
   MPI_Comm world_ = MPI_COMM_NULL;
   MPI_Comm node_comm_ = MPI_COMM_NULL, rail_comm_ = MPI_COMM_NULL, leaders_comm_ = MPI_COMM_NULL;
-  int rank_ = 0, size_ = 0, nnodes_ = 0, nhosts_ = 0, vnodes_ = 1;
-  bool uniform_ = true;
+  int rank_ = 0, size_ = 0, nhosts_ = 0, vnodes_ = 1;
   std::string hostname_;
-  std::vector<int> node_of_, local_of_, host_of_, node_size_;
+  NodeLayout nodes_;
+  std::vector<int> host_of_;
 };
 
 }  // namespace tamoe::topo

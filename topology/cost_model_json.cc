@@ -1,6 +1,5 @@
 // JSON in/out of the cost model, format "tamoe.cost_model" version 1.
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -10,6 +9,7 @@
 
 namespace tamoe::topo {
 
+using json_check::array;
 using json_check::integer;
 using json_check::need;
 using json_check::number;
@@ -127,9 +127,7 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
     }
   }
   if (j.contains("elements")) {
-    const json& es = j["elements"];
-    if (!es.is_array())
-      fail(Status::invalid_input, where + ".elements", "an array", es.type_name());
+    const json& es = *array(j["elements"], where + ".elements");
     for (size_t k = 0; k < es.size(); ++k) {
       std::string w = str(where, ".elements[", k, "]");
       json_check::fields(es[k], w, {"name", "kind"});
@@ -139,8 +137,7 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
       m.add_vertex(name, es[k].contains("kind") ? text(es[k]["kind"], w + ".kind") : "element");
     }
   }
-  const json& ls = need(j, "links", where);
-  if (!ls.is_array()) fail(Status::invalid_input, where + ".links", "an array", ls.type_name());
+  const json& ls = *array(need(j, "links", where), where + ".links");
   for (size_t k = 0; k < ls.size(); ++k) {
     std::string w = str(where, ".links[", k, "]");
     json_check::fields(ls[k], w, {"name", "from", "to", "bw_gbps", "lat_us", "bw_curve"});
@@ -180,8 +177,7 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
     }
   }
   if (j.contains("routes")) {
-    const json& rs = j["routes"];
-    if (!rs.is_array()) fail(Status::invalid_input, where + ".routes", "an array", rs.type_name());
+    const json& rs = *array(j["routes"], where + ".routes");
     for (size_t k = 0; k < rs.size(); ++k) {
       std::string w = str(where, ".routes[", k, "]");
       json_check::fields(rs[k], w, {"from", "to", "links"});
@@ -199,9 +195,7 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
     }
   }
   if (j.contains("probe_classes")) {
-    const json& pcs = j["probe_classes"];
-    if (!pcs.is_array())
-      fail(Status::invalid_input, where + ".probe_classes", "an array", pcs.type_name());
+    const json& pcs = *array(j["probe_classes"], where + ".probe_classes");
     for (size_t k = 0; k < pcs.size(); ++k) {
       std::string w = str(where, ".probe_classes[", k, "]");
       json_check::fields(pcs[k], w, {"name", "lat_us", "bw_gbps", "fit_rel_err", "pairs"});
@@ -220,27 +214,11 @@ CostModel CostModel::from_json(const json& j, const std::string& where) {
 }
 
 void CostModel::save(const std::string& path) const {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) fail(Status::system, path, "a writable file", "cannot open '" + tmp + "'");
-    out << to_json().dump(1) << "\n";
-    if (!out) fail(Status::system, path, "a complete write", "an I/O error");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    fail(Status::system, path, "rename to succeed", "rename failed");
+  json_check::save_file(to_json(), path);
 }
 
 CostModel CostModel::load(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail(Status::invalid_input, path, "a readable cost model file", "cannot open it");
-  json j;
-  try {
-    in >> j;
-  } catch (const json::exception& e) {
-    fail(Status::invalid_input, path, "valid JSON", e.what());
-  }
-  return from_json(j, path);
+  return from_json(json_check::load_file(path, "cost model"), path);
 }
 
 }  // namespace tamoe::topo

@@ -16,12 +16,16 @@
 #include <sstream>
 
 #include "runtime/error.h"
+#include "runtime/json_check.h"
 #include "runtime/log.h"
 #include "runtime/params.h"
 #include "topology/cuda_devices.h"
 
 namespace tamoe::topo {
 
+using json_check::array;
+using json_check::need;
+using json_check::text;
 using nlohmann::json;
 
 namespace {
@@ -355,37 +359,11 @@ namespace {
 constexpr const char* kFormat = "tamoe.node_topology";
 constexpr int kVersion = 1;
 
-void check_fields(const json& j, const std::string& where, const std::set<std::string>& allowed) {
-  if (!j.is_object()) fail(Status::invalid_input, where, "an object", j.type_name());
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!allowed.count(it.key())) {
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      fail(Status::invalid_input, where + "." + it.key(), "a known field (" + list + ")",
-           "unknown field '" + it.key() + "'");
-    }
-}
-const json& need(const json& j, const std::string& key, const std::string& where) {
-  if (!j.contains(key))
-    fail(Status::invalid_input, where + "." + key, "a required field", "nothing");
-  return j.at(key);
-}
 int64_t integer(const json& j, const std::string& where, int64_t lo, int64_t hi) {
-  if (!j.is_number_integer()) fail(Status::invalid_input, where, "an integer", j.dump());
-  int64_t v = j.get<int64_t>();
+  int64_t v = json_check::integer(j, where);
   if (v < lo || v > hi)
     fail(Status::invalid_input, where, str("an integer in [", lo, ", ", hi, "]"), j.dump());
   return v;
-}
-std::string text(const json& j, const std::string& where) {
-  if (!j.is_string()) fail(Status::invalid_input, where, "a string", j.dump());
-  return j.get<std::string>();
-}
-// Returns the array itself; a pointer, because g++ 13 flags references returned through a
-// function taking temporaries (-Wdangling-reference) even when they alias an argument.
-const json* array(const json& j, const std::string& where) {
-  if (!j.is_array()) fail(Status::invalid_input, where, "an array", j.type_name());
-  return &j;
 }
 std::vector<std::string> strings(const json& j, const std::string& where) {
   std::vector<std::string> out;
@@ -402,7 +380,7 @@ json domain_json(const CpuDomain& d, bool numa) {
 CpuDomain domain_from(const json& j, const std::string& where, bool numa) {
   std::set<std::string> allowed = {"index", "os_index", "cpuset"};
   if (numa) allowed.insert("memory_bytes");
-  check_fields(j, where, allowed);
+  json_check::fields(j, where, allowed);
   CpuDomain d;
   d.index = static_cast<int>(integer(need(j, "index", where), where + ".index", 0, 1 << 30));
   d.os_index =
@@ -427,9 +405,9 @@ json device_json(const PciDevice& d) {
   return o;
 }
 PciDevice device_from(const json& j, const std::string& where, int npackages, int nnuma) {
-  check_fields(j, where,
-               {"bus_id", "vendor_id", "device_id", "class_id", "name", "package", "numa",
-                "bridges", "os_devices", "cuda_index"});
+  json_check::fields(j, where,
+                     {"bus_id", "vendor_id", "device_id", "class_id", "name", "package", "numa",
+                      "bridges", "os_devices", "cuda_index"});
   PciDevice d;
   try {
     d.bus_id = normalize_bus_id(text(need(j, "bus_id", where), where + ".bus_id"));
@@ -483,9 +461,9 @@ json NodeTopology::to_json() const {
 }
 
 NodeTopology NodeTopology::from_json(const json& j, const std::string& where) {
-  check_fields(j, where,
-               {"format", "version", "hostname", "source", "cores", "pus", "packages", "numa_nodes",
-                "gpus", "nics", "gpu_links"});
+  json_check::fields(j, where,
+                     {"format", "version", "hostname", "source", "cores", "pus", "packages",
+                      "numa_nodes", "gpus", "nics", "gpu_links"});
   std::string fmt = text(need(j, "format", where), where + ".format");
   if (fmt != kFormat)
     fail(Status::invalid_input, where + ".format", str("\"", kFormat, "\""), "\"" + fmt + "\"");
@@ -521,7 +499,7 @@ NodeTopology NodeTopology::from_json(const json& j, const std::string& where) {
       std::vector<GpuLink> links;
       for (size_t b = 0; b < row.size(); ++b) {
         const std::string wl = str(w, "[", a, "][", b, "]");
-        check_fields(row[b], wl, {"kind", "perf_rank", "native_atomics"});
+        json_check::fields(row[b], wl, {"kind", "perf_rank", "native_atomics"});
         GpuLink l;
         l.kind = text(need(row[b], "kind", wl), wl + ".kind");
         if (l.kind != "nvlink" && l.kind != "p2p" && l.kind != "none")

@@ -1,7 +1,5 @@
 // JSON in/out of the plan, format "tamoe.plan" version 1.
 #include <cmath>
-#include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -208,27 +206,11 @@ Plan Plan::from_json(const json& j, const std::string& where) {
 }
 
 void Plan::save(const std::string& path) const {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) fail(Status::system, path, "a writable file", "cannot open '" + tmp + "'");
-    out << to_json().dump(1) << "\n";
-    if (!out) fail(Status::system, path, "a complete write", "an I/O error");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    fail(Status::system, path, "rename to succeed", "rename failed");
+  json_check::save_file(to_json(), path);
 }
 
 Plan Plan::load(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail(Status::invalid_input, path, "a readable plan file", "cannot open it");
-  json j;
-  try {
-    in >> j;
-  } catch (const json::exception& e) {
-    fail(Status::invalid_input, path, "valid JSON", e.what());
-  }
-  return from_json(j, path);
+  return from_json(json_check::load_file(path, "plan"), path);
 }
 
 }  // namespace tamoe::plan

@@ -1,5 +1,6 @@
-// Field checks shared by every JSON loader (cost model, plan, ...): each failure is a
-// tamoe::Error (invalid_input) naming the JSON path, what was expected and what was found.
+// Field checks shared by every JSON loader (cost model, node topology, plan, ...): each failure
+// is a tamoe::Error (invalid_input) naming the JSON path, what was expected and what was found.
+// Also the file reading and writing those loaders share.
 #pragma once
 
 #include <cmath>
@@ -45,5 +46,16 @@ inline std::string text(const json& j, const std::string& where) {
   if (!j.is_string()) fail(Status::invalid_input, where, "a string", j.dump());
   return j.get<std::string>();
 }
+// Returns the array itself; a pointer, because g++ 13 flags references returned through a
+// function taking temporaries (-Wdangling-reference) even when they alias an argument.
+inline const json* array(const json& j, const std::string& where) {
+  if (!j.is_array()) fail(Status::invalid_input, where, "an array", j.type_name());
+  return &j;
+}
+
+// Parses the JSON file at `path`; `what` names its kind in the error ("a readable <what> file").
+json load_file(const std::string& path, const std::string& what);
+// Writes `j` to `path` through a temporary file and a rename, so readers never see half a file.
+void save_file(const json& j, const std::string& path);
 
 }  // namespace tamoe::json_check
