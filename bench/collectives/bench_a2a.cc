@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "bench/collectives/bench_a2a.h"
+#include "bench/common/bench_util.h"
 #include "collectives/alltoallv.h"
 #include "runtime/error.h"
 #include "runtime/params.h"
@@ -57,13 +58,6 @@ std::vector<double> read_matrix(const std::string& path, int P) {
   return v;
 }
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size()))) - 1;
-  return v[std::min(i, v.size() - 1)];
-}
-
 // Counts in 4-byte words for a byte matrix.
 CountMatrix word_counts(const std::vector<double>& bytes, int P) {
   CountMatrix m;
@@ -77,50 +71,22 @@ CountMatrix word_counts(const std::vector<double>& bytes, int P) {
 void run_host(AllToAll& a2a, const Groups& g, const CountMatrix& C, const std::string& pattern,
               const std::vector<std::string>& algos, int warmup, int iters, int repeats,
               std::vector<Point>* out) {
-  const int P = g.size(), me = g.rank();
-  std::vector<int64_t> sc(P), rc(P);
-  for (int j = 0; j < P; ++j) {
-    sc[j] = C.at(me, j);
-    rc[j] = C.at(j, me);
-  }
-  auto sd = packed_displs(sc.data(), P), rd = packed_displs(rc.data(), P);
-  std::vector<uint32_t> send(std::max<int64_t>(1, sd[P - 1] + sc[P - 1])),
-      recv(std::max<int64_t>(1, rd[P - 1] + rc[P - 1]));
-  size_t first = out->size();
-  for (const auto& a : algos) {
-    Point p;
-    p.pattern = pattern;
-    p.algo = a;
-    out->push_back(p);
-  }
-  int it_global = 0;
-  for (int rep = 0; rep < repeats; ++rep)
-    for (size_t ai = 0; ai < algos.size(); ++ai) {
-      Point& p = (*out)[first + ai];
-      for (int it = 0; it < warmup + iters; ++it, ++it_global) {
-        for (int j = 0; j < P; ++j)
-          for (int64_t k = 0; k < sc[j]; ++k) send[sd[j] + k] = bench::word(me, j, k, it_global);
-        std::fill(recv.begin(), recv.end(), 0u);
-        TAMOE_CHECK_MPI(MPI_Barrier(g.world()));
-        double t0 = MPI_Wtime();
-        if (algos[ai] == "auto")  // the whole call: count exchange, check, selection, data
-          a2a.run(send.data(), sc.data(), sd.data(), recv.data(), rc.data(), rd.data(), 4);
-        else
-          a2a.run_named(algos[ai], C,
-                        HostBuffers{send.data(), recv.data(), 4, sd.data(), rd.data()});
-        double t = MPI_Wtime() - t0;
-        int64_t wrong = 0;
-        for (int i = 0; i < P; ++i)
-          for (int64_t k = 0; k < rc[i]; ++k)
-            wrong += recv[rd[i] + k] != bench::word(i, me, k, it_global);
-        TAMOE_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, g.world()));
-        TAMOE_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, g.world()));
-        if (it >= warmup) {
-          p.seconds.push_back(t);
-          p.wrong += wrong;
-        }
-      }
-    }
+  const bench::RankWords w(C, g.rank());
+  std::vector<uint32_t> send(w.send_words()), recv(w.recv_words());
+  auto one = [&](size_t ai, int it) {
+    w.fill(send.data(), it);
+    std::fill(recv.begin(), recv.end(), 0u);
+    TAMOE_CHECK_MPI(MPI_Barrier(g.world()));
+    double t0 = MPI_Wtime();
+    if (algos[ai] == "auto")  // the whole call: count exchange, check, selection, data
+      a2a.run(send.data(), w.sc.data(), w.sd.data(), recv.data(), w.rc.data(), w.rd.data(), 4);
+    else
+      a2a.run_named(algos[ai], C,
+                    HostBuffers{send.data(), recv.data(), 4, w.sd.data(), w.rd.data()});
+    double t = MPI_Wtime() - t0;
+    return bench::Sample{t, w.count_wrong(recv.data(), it)};
+  };
+  bench::run_rounds(g, pattern, algos, warmup, iters, repeats, one, out);
 }
 
 int run(int argc, char** argv) {
@@ -152,12 +118,7 @@ int run(int argc, char** argv) {
   app.add_option("--repeats", repeats, "rounds, algorithms interleaved")->capture_default_str();
   app.add_flag("--device", device, "device buffers through NCCL (one GPU per rank)");
   app.add_option("--jsonl", jsonl, "append one JSON line per point to this file");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (rank == 0) app.exit(e);
-    return e.get_exit_code();
-  }
+  if (auto rc = bench::parse_cli(app, argc, argv, rank)) return *rc;
   if (vnodes >= 0)
     Params::global().set("TAMOE_VIRTUAL_NODES", std::to_string(vnodes), ParamSource::api);
   if (algos.empty())
@@ -227,34 +188,25 @@ int run(int argc, char** argv) {
     std::ofstream js;
     if (!jsonl.empty()) js.open(jsonl, std::ios::app);
     for (const auto& p : points) {
-      double avg = 0;
-      for (double t : p.seconds) avg += t;
-      avg /= std::max<size_t>(1, p.seconds.size());
-      double p50 = percentile(p.seconds, 0.5), p99 = percentile(p.seconds, 0.99);
-      double algbw = p50 > 0 ? p.size_bytes / p50 / 1e9 : 0;
-      double busbw = algbw * (P - 1) / P;
+      const bench::TimeStats ts = bench::time_stats(p.seconds, p.size_bytes, P);
       std::printf("  %-8s %12.0f %10.0f %-17s %10.1f %10.1f %10.1f %9.3f %9.3f %7lld\n",
-                  p.pattern.c_str(), p.size_bytes, p.pair_bytes, p.algo.c_str(), avg * 1e6,
-                  p50 * 1e6, p99 * 1e6, algbw, busbw, static_cast<long long>(p.wrong));
-      if (js)
-        js << nlohmann::json{{"bench", "a2a"},
-                             {"mode", device ? "device" : "host"},
-                             {"ranks", P},
-                             {"nodes", g.nnodes()},
-                             {"layout", g.describe()},
-                             {"pattern", p.pattern},
-                             {"size_bytes", p.size_bytes},
-                             {"pair_bytes", p.pair_bytes},
-                             {"algo", p.algo},
-                             {"iters", p.seconds.size()},
-                             {"time_avg_us", avg * 1e6},
-                             {"time_p50_us", p50 * 1e6},
-                             {"time_p99_us", p99 * 1e6},
-                             {"algbw_gbps", algbw},
-                             {"busbw_gbps", busbw},
-                             {"wrong", p.wrong}}
-                  .dump()
-           << "\n";
+                  p.pattern.c_str(), p.size_bytes, p.pair_bytes, p.algo.c_str(), ts.avg_s * 1e6,
+                  ts.p50_s * 1e6, ts.p99_s * 1e6, ts.algbw_gbps, ts.busbw_gbps,
+                  static_cast<long long>(p.wrong));
+      if (js) {
+        nlohmann::json j{{"bench", "a2a"},
+                         {"mode", device ? "device" : "host"},
+                         {"ranks", P},
+                         {"nodes", g.nnodes()},
+                         {"layout", g.describe()},
+                         {"pattern", p.pattern},
+                         {"size_bytes", p.size_bytes},
+                         {"pair_bytes", p.pair_bytes},
+                         {"algo", p.algo},
+                         {"wrong", p.wrong}};
+        j.update(bench::time_stats_json(ts, p.seconds.size()));
+        js << j.dump() << "\n";
+      }
     }
   }
   int64_t wrong = 0;
@@ -264,19 +216,66 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int rc = 0;
-  try {
-    rc = run(argc, argv);
-  } catch (const Error& e) {
-    int r = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    // Argument errors are the same everywhere: rank 0 speaks for all.
-    bool same = e.status() == Status::invalid_argument || e.status() == Status::invalid_input;
-    if (r == 0 || !same) std::fprintf(stderr, "tamoe-bench-a2a (rank %d): %s\n", r, e.what());
-    rc = e.status() == Status::unavailable ? 3 : 1;
+namespace tamoe::bench {
+
+RankWords::RankWords(const coll::CountMatrix& C, int rank) : P(C.P), me(rank), sc(P), rc(P) {
+  for (int j = 0; j < P; ++j) {
+    sc[j] = C.at(me, j);
+    rc[j] = C.at(j, me);
   }
-  MPI_Finalize();
-  return rc;
+  sd = coll::packed_displs(sc.data(), P);
+  rd = coll::packed_displs(rc.data(), P);
+}
+
+int64_t RankWords::send_words() const {
+  return std::max<int64_t>(1, sd[P - 1] + sc[P - 1]);
+}
+
+int64_t RankWords::recv_words() const {
+  return std::max<int64_t>(1, rd[P - 1] + rc[P - 1]);
+}
+
+void RankWords::fill(uint32_t* send, int it) const {
+  for (int j = 0; j < P; ++j)
+    for (int64_t k = 0; k < sc[j]; ++k) send[sd[j] + k] = word(me, j, k, it);
+}
+
+int64_t RankWords::count_wrong(const uint32_t* recv, int it) const {
+  int64_t wrong = 0;
+  for (int i = 0; i < P; ++i)
+    for (int64_t k = 0; k < rc[i]; ++k) wrong += recv[rd[i] + k] != word(i, me, k, it);
+  return wrong;
+}
+
+void run_rounds(const coll::Groups& g, const std::string& pattern,
+                const std::vector<std::string>& algos, int warmup, int iters, int repeats,
+                const std::function<Sample(size_t algo, int it)>& run_one,
+                std::vector<Point>* out) {
+  const size_t first = out->size();
+  for (const auto& a : algos) {
+    Point p;
+    p.pattern = pattern;
+    p.algo = a;
+    out->push_back(p);
+  }
+  int it_global = 0;
+  for (int rep = 0; rep < repeats; ++rep)
+    for (size_t ai = 0; ai < algos.size(); ++ai) {
+      Point& p = (*out)[first + ai];
+      for (int it = 0; it < warmup + iters; ++it, ++it_global) {
+        Sample s = run_one(ai, it_global);
+        TAMOE_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &s.seconds, 1, MPI_DOUBLE, MPI_MAX, g.world()));
+        TAMOE_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &s.wrong, 1, MPI_INT64_T, MPI_SUM, g.world()));
+        if (it >= warmup) {
+          p.seconds.push_back(s.seconds);
+          p.wrong += s.wrong;
+        }
+      }
+    }
+}
+
+}  // namespace tamoe::bench
+
+int main(int argc, char** argv) {
+  return tamoe::bench::mpi_main(argc, argv, "tamoe-bench-a2a", run, 3, false);
 }

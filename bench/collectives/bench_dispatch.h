@@ -96,6 +96,4 @@ PointResult measure_point(const coll::NcclGroups& n, const DispatchOptions& o,
 // `iters` copies of `bytes`).
 double copy_bw_gbps(size_t bytes, int iters);
 
-double percentile(std::vector<double> v, double q);
-
 }  // namespace tamoe::bench

@@ -26,6 +26,7 @@
 #include <numeric>
 
 #include "bench/collectives/bench_dispatch.h"
+#include "bench/common/bench_util.h"
 #include "collectives/device.h"
 #include "runtime/error.h"
 #include "runtime/params.h"
@@ -73,13 +74,6 @@ void make_routing(const std::string& pattern, double zipf_s, uint64_t seed, int 
   }
 }
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
-  return v[std::min(i > 0 ? i - 1 : 0, v.size() - 1)];
-}
-
 }  // namespace tamoe::bench
 
 using namespace tamoe;
@@ -99,10 +93,6 @@ DispatchCase parse_case(const std::string& s) {
     fail(Status::invalid_argument, "tamoe-bench-dispatch --cases", "hidden >= 1 and k >= 1",
          str("\"", s, "\""));
   return c;
-}
-
-double mean(const std::vector<double>& v) {
-  return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
 }
 
 int run(int argc, char** argv) {
@@ -142,12 +132,7 @@ int run(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--jsonl", jsonl, "append one JSON line per row to this file");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (rank == 0) app.exit(e);
-    return e.get_exit_code();
-  }
+  if (auto rc = parse_cli(app, argc, argv, rank)) return *rc;
   o.cases.clear();
   for (const auto& s : cases) o.cases.push_back(parse_case(s));
   o.dtypes.clear();
@@ -218,32 +203,26 @@ int run(int argc, char** argv) {
   };
   for (const auto& p : points) {
     for (const auto& r : p.ops) {
-      const double p50 = percentile(r.seconds, 0.5), p99 = percentile(r.seconds, 0.99);
-      const double algbw = p50 > 0 ? r.size_bytes / p50 / 1e9 : 0;
-      const double busbw = algbw * (P - 1) / P;
+      const TimeStats ts = time_stats(r.seconds, r.size_bytes, P);
       double ratio = 0;
       for (const auto& q : p.ops)
-        if (!r.vs.empty() && q.op == r.vs && p50 > 0) ratio = percentile(q.seconds, 0.5) / p50;
+        if (!r.vs.empty() && q.op == r.vs && ts.p50_s > 0)
+          ratio = percentile(q.seconds, 0.5) / ts.p50_s;
       char rs[32] = "-";
       if (!r.vs.empty()) std::snprintf(rs, sizeof rs, "%.3f", ratio);
       const std::string path = r.vs.empty() ? "-" : p.path;
       std::printf(
           " %6lld %2d %-5s %-8s %-14s %-7s %11.0f %9.1f %9.1f %9.1f %8.1f %8.1f %7s %7lld\n",
           static_cast<long long>(p.c.hidden), p.c.k, coll::dtype_name(p.dtype), p.pattern.c_str(),
-          r.op.c_str(), path.c_str(), r.size_bytes, mean(r.seconds) * 1e6, p50 * 1e6, p99 * 1e6,
-          algbw, busbw, rs, static_cast<long long>(r.wrong));
+          r.op.c_str(), path.c_str(), r.size_bytes, ts.avg_s * 1e6, ts.p50_s * 1e6, ts.p99_s * 1e6,
+          ts.algbw_gbps, ts.busbw_gbps, rs, static_cast<long long>(r.wrong));
       if (js) {
         auto j = common(p);
+        j.update(time_stats_json(ts, r.seconds.size()));
         j.update({{"kind", "op"},
                   {"op", r.op},
                   {"path", path},
                   {"size_bytes", r.size_bytes},
-                  {"iters", r.seconds.size()},
-                  {"time_avg_us", mean(r.seconds) * 1e6},
-                  {"time_p50_us", p50 * 1e6},
-                  {"time_p99_us", p99 * 1e6},
-                  {"algbw_gbps", algbw},
-                  {"busbw_gbps", busbw},
                   {"vs", r.vs},
                   {"ratio_vs_nccl", r.vs.empty() ? nlohmann::json() : nlohmann::json(ratio)},
                   {"wrong", r.wrong},
@@ -285,17 +264,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int rc = 0;
-  try {
-    rc = run(argc, argv);
-  } catch (const Error& e) {
-    int r = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    bool same = e.status() == Status::invalid_argument || e.status() == Status::invalid_input;
-    if (r == 0 || !same) std::fprintf(stderr, "tamoe-bench-dispatch (rank %d): %s\n", r, e.what());
-    rc = e.status() == Status::unavailable ? 77 : 1;
-  }
-  MPI_Finalize();
-  return rc;
+  return mpi_main(argc, argv, "tamoe-bench-dispatch", run, 77, false);
 }

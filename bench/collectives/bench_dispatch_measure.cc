@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "bench/collectives/bench_dispatch.h"
+#include "bench/common/bench_util.h"
 #include "collectives/dispatch_device.h"
 #include "kernels/permute.h"
 #include "runtime/error.h"

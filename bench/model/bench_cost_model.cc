@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "bench/common/bench_util.h"
 #include "runtime/error.h"
 #include "runtime/params.h"
 #include "topology/cluster.h"
@@ -40,12 +41,7 @@ int run(int argc, char** argv) {
   app.add_option("--repeats", repeats, "measurements per point, interleaved (median of medians)")
       ->capture_default_str();
   app.add_option("--jsonl", jsonl, "append one JSON line per point to this file");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (rank == 0) app.exit(e);
-    return e.get_exit_code();
-  }
+  if (auto rc = bench::parse_cli(app, argc, argv, rank)) return *rc;
   if (vnodes >= 0)
     Params::global().set("TAMOE_VIRTUAL_NODES", std::to_string(vnodes), ParamSource::api);
   Cluster cluster = Cluster::create(MPI_COMM_WORLD);

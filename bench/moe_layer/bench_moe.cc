@@ -21,6 +21,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "bench/common/bench_util.h"
 #include "bench/moe_layer/moe_gate.h"
 #include "bench/moe_layer/moe_plan.h"
 #include "bench/moe_layer/moe_run.h"
@@ -113,12 +114,7 @@ int run(int argc, char** argv) {
   app.add_option("--virtual-nodes", a.vnodes, "split each host into this many nodes");
   app.add_option("--seed", a.seed, "features and gate seed")->capture_default_str();
   app.add_option("--jsonl", a.jsonl, "append JSON lines (config + one per variant)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    if (rank == 0) app.exit(e);
-    return e.get_exit_code();
-  }
+  if (auto rc = bench::parse_cli(app, argc, argv, rank)) return *rc;
   TAMOE_CHECK_ARG(a.tokens >= 1 && a.hidden >= 1 && a.k >= 1 && a.experts_per_rank >= 1,
                   "--tokens/--hidden/--k/--experts-per-rank", "all >= 1",
                   str(a.tokens, "/", a.hidden, "/", a.k, "/", a.experts_per_rank));
@@ -178,18 +174,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int rc = 0;
-  try {
-    rc = run(argc, argv);
-  } catch (const Error& e) {
-    int r = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    bool same = e.status() == Status::invalid_argument || e.status() == Status::invalid_input;
-    if (r == 0 || !same) std::fprintf(stderr, "tamoe-bench-moe (rank %d): %s\n", r, e.what());
-    rc = e.status() == Status::unavailable ? 3 : 1;
-    MPI_Abort(MPI_COMM_WORLD, rc);
-  }
-  MPI_Finalize();
-  return rc;
+  return tamoe::bench::mpi_main(argc, argv, "tamoe-bench-moe", run, 3, true);
 }
