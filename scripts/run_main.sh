@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: set up, build, then train the expert-parallel MoE classifier on Fashion-MNIST
-# under mpirun, 4 ranks as 2 virtual nodes, 3 epochs (about 2 minutes on 2 cores), with a JSON
+# under mpirun, 4 ranks as 2 virtual nodes, 3 epochs (~8 s on 2 cores once built), with a JSON
 # Lines log and checkpoints in ./tamoe_run/. Extra arguments go to tamoe-train
 # (e.g. --aux ta-bias --rho 1.5). TAMOE_MAIN=probe runs the topology probe instead.
 set -euo pipefail
