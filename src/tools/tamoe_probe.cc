@@ -19,6 +19,7 @@
 #include "runtime/error.h"
 #include "runtime/log.h"
 #include "runtime/params.h"
+#include "tools/tool_main.h"
 #include "topology/cluster.h"
 #include "topology/cluster_desc.h"
 #include "topology/cost_model.h"
@@ -236,17 +237,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-  int rc = 0;
-  try {
-    rc = run(argc, argv);
-  } catch (const tamoe::Error& e) {
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    std::fprintf(stderr, "tamoe-probe: error on rank %d: %s\n", rank, e.what());
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  MPI_Finalize();
-  return rc;
+  return tamoe::tools::mpi_tool_main("tamoe-probe", argc, argv, run);
 }

@@ -13,6 +13,7 @@
 #include "collectives/groups.h"
 #include "planner/planner.h"
 #include "runtime/error.h"
+#include "tools/tool_main.h"
 #include "topology/cluster.h"
 #include "topology/synthetic.h"
 #include "train/dataset.h"
@@ -344,17 +345,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-  int rc = 0;
-  try {
-    rc = run(argc, argv);
-  } catch (const std::exception& e) {
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    std::fprintf(stderr, "tamoe-train: error on rank %d: %s\n", rank, e.what());
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  MPI_Finalize();
-  return rc;
+  return tamoe::tools::mpi_tool_main("tamoe-train", argc, argv, run);
 }
