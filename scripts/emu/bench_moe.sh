@@ -18,6 +18,7 @@
 # cluster, otherwise the first failing run's status.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/common.sh"
 
 # bench_moe.sh summary OUTDIR...: a markdown table over repeated runs (median per variant of the
 # runs' medians, and the range of the speedups), from their moe_*.jsonl.
@@ -54,14 +55,7 @@ fi
 out=$(mkdir -p "$1" && cd "$1" && pwd)
 bindir=$(cd "$2" && pwd)
 shift 2
-bench=""
-for b in "$bindir/tamoe-bench-moe" "$bindir/bench/moe_layer/tamoe-bench-moe"; do
-  [ -x "$b" ] && bench=$b && break
-done
-[ -n "$bench" ] || {
-  echo "bench_moe.sh: tamoe-bench-moe not found in $bindir (or its bench/moe_layer/)" >&2
-  exit 2
-}
+bench=$(emu_find_bin bench_moe.sh "$bindir" tamoe-bench-moe bench/moe_layer)
 configs=("$@")
 [ ${#configs[@]} -gt 0 ] || configs=(2x2:1gbit 2x2:200mbit 4x2:1gbit 4x2:200mbit)
 

@@ -11,6 +11,7 @@
 # smaller probe (--max-bytes 1M) and fewer bench iterations, so 200mbit stays within minutes.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/common.sh"
 [ $# -ge 3 ] || {
   echo "measure.sh: expected OUTDIR BINDIR RATE..., found $# argument(s)" >&2
   exit 2
@@ -18,19 +19,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=$(mkdir -p "$1" && cd "$1" && pwd)
 bindir=$(cd "$2" && pwd)
 shift 2
-find_bin() {
-  local b
-  for b in "$bindir/$1" "$bindir/$2/$1"; do
-    [ -x "$b" ] && {
-      echo "$b"
-      return
-    }
-  done
-  echo "measure.sh: $1 not found in $bindir (expected $bindir/$1 or $bindir/$2/$1)" >&2
-  exit 2
-}
-probe=$(find_bin tamoe-probe src/tools)
-bench=$(find_bin tamoe-bench-model bench/model)
+probe=$(emu_find_bin measure.sh "$bindir" tamoe-probe src/tools)
+bench=$(emu_find_bin measure.sh "$bindir" tamoe-bench-model bench/model)
 nodes=${EMU_NODES:-2}
 slots=${EMU_SLOTS:-2}
 np=$((nodes * slots))

@@ -23,6 +23,7 @@
 # Exit: 77 when the machine cannot run the cluster, otherwise the first failing run's status.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/common.sh"
 
 summary() {
   python3 - "$@" <<'PY'
@@ -104,14 +105,7 @@ fi
 out=$(mkdir -p "$1" && cd "$1" && pwd)
 bindir=$(cd "$2" && pwd)
 shift 2
-bin=""
-for b in "$bindir/tamoe-train" "$bindir/src/tools/tamoe-train"; do
-  [ -x "$b" ] && bin=$b && break
-done
-[ -n "$bin" ] || {
-  echo "train_step_times.sh: tamoe-train not found in $bindir (or its src/tools/)" >&2
-  exit 2
-}
+bin=$(emu_find_bin train_step_times.sh "$bindir" tamoe-train src/tools)
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(1gbit 200mbit)
 nodes=${EMU_TRAIN_NODES:-2}
