@@ -9,7 +9,8 @@
 // --path compares top-k kernels side by side in one run (auto = what gate_topk picks; lanes =
 // the fast lane-group kernel, generic = the general kernel); a path that cannot take a point
 // prints "n/a". Each point is timed twice: steps launched one by one on a stream, and the same
-// steps replayed from one CUDA graph (as a training loop would).
+// steps replayed from one CUDA graph (as a training loop would). For context each expert count
+// also prints how long a device copy of the same logits takes, stepped the same way.
 //
 //   tamoe-bench-gate [--tokens 65536] [--experts 64,128,256] [--k 2,4,8] [--iters 50]
 //                    [--path auto,lanes,generic] [--jsonl FILE]

@@ -234,30 +234,6 @@ TEST_CASE("CUDA gate equals the host gate on random inputs", "[routing][cuda]") 
   }
 }
 
-TEST_CASE("CUDA top-k reports the first non-finite logit", "[routing][cuda]") {
-  if (!have_gpu()) return;
-  const int s = 64, n = 32;
-  std::vector<float> z(s * n, 0.5f);
-  z[40 * n + 7] = NAN;
-  z[50 * n + 3] = INFINITY;
-  Dev<float> dz(z.data(), z.size());
-  Dev<int32_t> ids(s * 2);
-  Dev<float> scores(s * 2);
-  Dev<unsigned long long> bad(1);
-  K::GateParams p;
-  p.tokens = s;
-  p.experts = n;
-  p.k = 2;
-  p.experts_per_rank = 4;
-  p.ranks = 8;
-  CUDA_OK(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0));
-  CUDA_OK(cudaDeviceSynchronize());
-  CHECK(bad.get()[0] == 40ull * n + 7);
-  p.k = 33;  // more than the experts
-  CHECK(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0) ==
-        cudaErrorInvalidValue);
-}
-
 // Both top-k kernels gate_topk can be forced to (the fast lane-group kernel and the general one,
 // which auto picks only outside the fast kernel's range), on N from 4 to 256 (every lane-group
 // width the fast kernel picks: 4, 8, 16 lanes per token, with padded chunks), k from 1 to 8, token
@@ -363,30 +339,45 @@ TEST_CASE("each CUDA top-k path equals the host gate", "[routing][cuda]") {
         cudaErrorNotSupported);
 }
 
+// The first non-finite logit (smallest token * N + expert) is reported by every path, and a
+// later call on clean logits reports none again; k above N is refused.
 TEST_CASE("each CUDA top-k path reports the first non-finite logit", "[routing][cuda]") {
   if (!have_gpu()) return;
-  for (int path : {K::kGatePathLanes, K::kGatePathGeneric})
-    for (int n : {32, 256}) {
-      INFO("path " << path << " N " << n);
-      const int s = 100;
-      std::vector<float> z(s * n, 0.25f);
-      z[70 * n + n - 1] = -INFINITY;
-      z[41 * n + 9] = NAN;
-      z[90 * n + 3] = INFINITY;
-      Dev<float> dz(z.data(), z.size());
-      Dev<int32_t> ids(s * 4);
-      Dev<float> scores(s * 4);
-      Dev<unsigned long long> bad(1);
-      K::GateParams p;
-      p.tokens = s;
-      p.experts = n;
-      p.k = 4;
-      p.experts_per_rank = 4;
-      p.ranks = n / 4;
-      p.path = path;
-      REQUIRE(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0) ==
-              cudaSuccess);
-      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-      CHECK(bad.get()[0] == 41ull * n + 9);
-    }
+  for (int path : {K::kGatePathAuto, K::kGatePathLanes, K::kGatePathGeneric})
+    for (int n : {32, 256})
+      for (int k : {2, 4}) {
+        INFO("path " << path << " N " << n << " k " << k);
+        const int s = 100;
+        std::vector<float> z(s * n, 0.25f);
+        z[70 * n + n - 1] = -INFINITY;
+        z[41 * n + 9] = NAN;
+        z[90 * n + 3] = INFINITY;
+        Dev<float> dz(z.data(), z.size());
+        Dev<int32_t> ids(s * k);
+        Dev<float> scores(s * k);
+        Dev<unsigned long long> bad(1);
+        K::GateParams p;
+        p.tokens = s;
+        p.experts = n;
+        p.k = k;
+        p.experts_per_rank = 4;
+        p.ranks = n / 4;
+        p.path = path;
+        REQUIRE(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0) ==
+                cudaSuccess);
+        REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+        CHECK(bad.get()[0] == 41ull * n + 9);
+        const std::vector<float> clean(s * n, 0.25f);
+        REQUIRE(cudaMemcpy(dz.p, clean.data(), sizeof(float) * clean.size(),
+                           cudaMemcpyHostToDevice) == cudaSuccess);
+        REQUIRE(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0) ==
+                cudaSuccess);
+        REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+        CHECK(bad.get()[0] == ~0ull);
+        if (n == 32 && k == 2) {
+          p.k = 33;  // more than the experts
+          CHECK(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0) ==
+                cudaErrorInvalidValue);
+        }
+      }
 }
