@@ -1,7 +1,8 @@
 // Memory-bound top-k for k <= 8 without per-lane sorted lists. A group of G lanes (4 or 8 up to 128
 // experts, 16 up to 256, 32 above) holds one token: lane l owns the float4 chunks c = l + G * j
-// (experts 4c..4c+3), so one load instruction of the group reads 16 * G contiguous bytes; the next
-// token's chunks are loaded while this one is ranked.
+// (experts 4c..4c+3). Rows travel to shared memory by cp.async (16 bytes a lane per chunk, L2
+// only), kStages - 1 tokens ahead of the one being ranked, so the loads in flight cost no registers
+// and the ranking reads the keys of other lanes from the same copy.
 //
 // Selection by threshold. Each lane takes the largest of its keys (and, on 4 or 8 lanes with k > 2,
 // the second largest too); the k-th largest of these values, T, is at most the token's k-th largest
@@ -25,13 +26,19 @@ namespace tamoe::kernels::detail {
 
 namespace {
 
-// Threads per block of the G-lane kernel. 256 for 4 or 8 lanes per token (half the blocks: fewer
-// per-block setups and histogram flushes; 2-5% faster on H100 at N = 64-128), 128 above (256 was
-// 2-6% slower at N = 256). Forcing more blocks per SM through __launch_bounds__ (64-80 registers)
-// spilled or lengthened the per-token chains and was 10-40% slower.
-template <int G>
+// Block shape of the G-lane kernel (V4 chunks per lane). 256 threads for 4 or 8 lanes per token
+// (half the blocks: fewer per-block setups and histogram flushes; 2-5% faster on H100 at N =
+// 64-128), 128 above (256 was 2-6% slower at N = 256). Two row buffers per group: the token being
+// ranked and the next one in flight (three were 2-15% slower: fewer resident blocks). With the rows
+// in shared memory instead of registers, 4 and 8 lanes with up to 16 keys each fit 64 registers
+// without spilling, so __launch_bounds__ asks for 4 resident blocks (32 warps per SM): on H100 that
+// took N = 128 from 21.4 / 24.0 / 29.8 to 20.0 / 22.6 / 27.1 us at k = 2 / 4 / 8. (With the rows in
+// registers, the same request spilled and was 10-40% slower.) 16 and 32 lanes keep the default.
+template <int G, int V4>
 struct BlockShape {
   static constexpr int threads = G <= 8 ? 256 : 128;
+  static constexpr int stages = 2;
+  static constexpr int min_blocks = G <= 8 && V4 <= 4 ? 4 : 1;
 };
 
 // The zeroing kernel: count[0..n) = 0 and *nonfinite = UINT64_MAX (either may be null).
@@ -42,14 +49,29 @@ __global__ void prep_kernel(int32_t* count, int n, unsigned long long* nonfinite
   if (nonfinite && threadIdx.x == 0) *nonfinite = ~0ull;
 }
 
+// 16 bytes global -> shared without registers (cp.async, cached in L2 only).
+__device__ __forceinline__ void cp_async16(float4* smem, const float4* gmem) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(gmem) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+// Waits until at most `kPending` of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
+}
+
+// The lane's chunks of one row into the group's buffer; padding chunks (c >= n4) are not copied.
 template <int V4>
-__device__ __forceinline__ void load_chunks(const float4* row, bool live, int lane, int g, int n4,
-                                            float4 (&v)[V4]) {
+__device__ __forceinline__ void fetch_row(float4* dst, const float4* row, int lane, int g, int n4) {
 #pragma unroll
   for (int j = 0; j < V4; ++j) {
     const int c = lane + g * j;
-    v[j] =
-        live && c < n4 ? __ldg(row + c) : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+    if (c < n4) cp_async16(dst + c, row + c);
   }
 }
 
@@ -129,21 +151,23 @@ __device__ __forceinline__ float group_threshold(float m1, float m2, int lane, i
 constexpr int kMaxCand = 32;  // candidates one group may write to shared memory
 
 template <int G, int V4>
-__global__ void __launch_bounds__(BlockShape<G>::threads)
+__global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>::min_blocks)
     topk_fast_kernel(int64_t tokens, int n, int k, int score_fn, const float* __restrict__ logits,
                      const float* __restrict__ bias, int32_t* __restrict__ ids,
                      float* __restrict__ scores, float* __restrict__ lse_out,
                      int32_t* __restrict__ count, unsigned long long* nonfinite) {
   constexpr int V = 4 * V4;
-  constexpr int kWarps = BlockShape<G>::threads / 32;
+  constexpr int kWarps = BlockShape<G, V4>::threads / 32;
   constexpr int kTokensPerWarp = 32 / G;
   // One candidate list per group: (key, expert) and the logit. The odd stride (in float2) puts the
   // groups of a warp, which read their lists in lockstep, on different banks.
   constexpr int kStride = kMaxCand + 1;
   __shared__ float2 cand[kWarps * kTokensPerWarp * kStride];
-  // Dynamic: the bias (N floats; zeros without bias), one row of logits per group (the candidates
-  // are read back from it), then the histogram (N ints).
+  // Dynamic: the bias (N floats; zeros without bias), kStages rows of logits per group (the one
+  // ranked, its candidates read back from it, and those in flight), then the histogram (N ints).
   extern __shared__ float4 dyn[];
+  constexpr int kGroups = kWarps * kTokensPerWarp;
+  constexpr int kStages = BlockShape<G, V4>::stages;
   const int warp_lane = threadIdx.x & 31;
   const int lane = warp_lane % G;
   const int group_base = warp_lane - lane;
@@ -152,17 +176,17 @@ __global__ void __launch_bounds__(BlockShape<G>::threads)
   const int n4 = n >> 2;
   const int list = (warp * kTokensPerWarp + group) * kStride;
   float4* bias_s = dyn;
-  float4* row_s = dyn + n4 * (1 + warp * kTokensPerWarp + group);
-  int32_t* hist = reinterpret_cast<int32_t*>(dyn + n4 * (1 + kWarps * kTokensPerWarp));
+  // Buffer s of this group: rows + s * kGroups * n4.
+  float4* rows = dyn + n4 * (1 + warp * kTokensPerWarp + group);
+  int32_t* hist = reinterpret_cast<int32_t*>(dyn + n4 * (1 + kStages * kGroups));
   const float* bias_f = reinterpret_cast<const float*>(bias_s);
-  const float* row_f = reinterpret_cast<const float*>(row_s);
   const float4* bias4 = reinterpret_cast<const float4*>(bias);
   for (int c = threadIdx.x; c < n4; c += blockDim.x)
     bias_s[c] = bias ? __ldg(bias4 + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   if (count)
     for (int e = threadIdx.x; e < n; e += blockDim.x) hist[e] = 0;
   __syncthreads();
-  const int64_t stride = int64_t(gridDim.x) * kWarps * kTokensPerWarp;
+  const int64_t stride = int64_t(gridDim.x) * kGroups;
   int64_t t = (int64_t(blockIdx.x) * kWarps + warp) * kTokensPerWarp + group;
   // The loop bound is per warp so that every lane takes part in every shuffle.
   const int64_t warp_t0 = t - group;
@@ -171,21 +195,38 @@ __global__ void __launch_bounds__(BlockShape<G>::threads)
   int bias_chunk[V4];
 #pragma unroll
   for (int j = 0; j < V4; ++j) bias_chunk[j] = lane + G * j < n4 ? lane + G * j : 0;
-  const float* row = logits + t * n;
-  const int64_t row_step = stride * n;
-  float4 cur[V4];
-  load_chunks<V4>(reinterpret_cast<const float4*>(row), t < tokens, lane, G, n4, cur);
-  for (int64_t step = 0; step < warp_steps; ++step, t += stride, row += row_step) {
+  // Rows past the last token (a warp's last step may be partly past it) load the last row again,
+  // so no load needs a guard; only the writes check `live`.
+  const float4* logits4 = reinterpret_cast<const float4*>(logits);
+  const int64_t t0 = t;
+  auto fetch = [&](int64_t step, int buf) {  // token t0 + step * stride into buffer buf
+    if (step < warp_steps) {
+      const int64_t tt = t0 + step * stride;
+      fetch_row<V4>(rows + buf * kGroups * n4, logits4 + (tt < tokens ? tt : tokens - 1) * n4, lane,
+                    G, n4);
+    }
+    cp_async_commit();  // possibly empty: the wait below counts groups
+  };
+#pragma unroll
+  for (int s = 0; s + 1 < kStages; ++s) fetch(s, s);
+  int buf = 0;
+  for (int64_t step = 0; step < warp_steps; ++step, t += stride) {
     const bool live = t < tokens;
-    // Next token's chunks are in flight while this one is ranked.
-    float4 nxt[V4];
-    load_chunks<V4>(reinterpret_cast<const float4*>(row + row_step), t + stride < tokens, lane, G,
-                    n4, nxt);
+    // kStages - 1 tokens ahead: into the buffer the previous step ranked (all lanes left it at that
+    // step's closing __syncwarp).
+    fetch(step + kStages - 1, buf == 0 ? kStages - 1 : buf - 1);
+    cp_async_wait<kStages - 1>();  // this lane's chunks of token t have landed,
+    __syncwarp();                  // and now those of the other lanes are visible to it
+    const float4* row_s = rows + buf * kGroups * n4;
+    const float* row_f = reinterpret_cast<const float*>(row_s);
     float z[V];
 #pragma unroll
-    for (int j = 0; j < V4; ++j)
+    for (int j = 0; j < V4; ++j) {
+      const int c = lane + G * j;
+      const float4 v = c < n4 ? row_s[c] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
 #pragma unroll
-      for (int i = 0; i < 4; ++i) z[4 * j + i] = comp(cur[j], i);
+      for (int i = 0; i < 4; ++i) z[4 * j + i] = comp(v, i);
+    }
 
     if (nonfinite) {
       // x * 0 is NaN exactly for Inf and NaN; padding chunks are skipped.
@@ -261,12 +302,6 @@ __global__ void __launch_bounds__(BlockShape<G>::threads)
 
     if (!__any_sync(kFull, fallback)) {
       if (live) {
-#pragma unroll
-        for (int j = 0; j < V4; ++j)
-          if (lane + G * j < n4) row_s[lane + G * j] = cur[j];
-      }
-      __syncwarp();
-      if (live) {
         // The lane's candidates, in expert order, at its offset of the group's list; keys read
         // back from the row (the same float addition as x[i]).
         int pos = list + incl - c;
@@ -295,7 +330,6 @@ __global__ void __launch_bounds__(BlockShape<G>::threads)
             if (count) atomicAdd(&hist[me_e], 1);
           }
         }
-      __syncwarp();  // the lists are rewritten for the next token
     } else {
       // Exact fallback, k rounds: the best key that comes after the previous pick in the order
       // (key descending, expert ascending). NaN keys and padding are never picked; a slot with
@@ -317,7 +351,7 @@ __global__ void __launch_bounds__(BlockShape<G>::threads)
         pe = best.i;
         if (live && lane == s) {
           const int e_out = best.i == INT_MAX ? -1 : best.i;
-          const float zs = e_out >= 0 ? row[e_out] : 0.0f;
+          const float zs = e_out >= 0 ? row_f[e_out] : 0.0f;
           id_row[s] = e_out;
           sc_row[s] = e_out < 0                  ? 0.0f
                       : score_fn == kGateSoftmax ? expf(zs - mx) * inv_sum
@@ -327,8 +361,8 @@ __global__ void __launch_bounds__(BlockShape<G>::threads)
       }
     }
     if (live && lse_out && lane == 0) lse_out[t] = mx + __logf(sum);
-#pragma unroll
-    for (int j = 0; j < V4; ++j) cur[j] = nxt[j];
+    buf = buf + 1 == kStages ? 0 : buf + 1;
+    __syncwarp();  // the lists and this row buffer are rewritten by later steps
   }
   if (count) {
     __syncthreads();
@@ -343,16 +377,20 @@ cudaError_t launch(const GateParams& p, const float* logits, const float* bias, 
                    float* scores, float* lse, int32_t* count, unsigned long long* nonfinite,
                    bool after_prep, cudaStream_t stream) {
   auto* kernel = topk_fast_kernel<G, V4>;
-  constexpr int kThreads = BlockShape<G>::threads;
+  constexpr int kThreads = BlockShape<G, V4>::threads;
   constexpr int kWarps = kThreads / 32;
-  // The bias and one row per group (N floats each), and the histogram (N ints).
-  const size_t shmem =
-      sizeof(float) * p.experts * (1 + kThreads / G) + (count ? sizeof(int32_t) * p.experts : 0);
-  // Resident blocks per SM at the largest N of this instantiation; computed once.
-  static const int per_sm = [kernel] {
+  constexpr int kGroups = kThreads / G;
+  constexpr int kStages = BlockShape<G, V4>::stages;
+  // The bias and kStages rows per group (N floats each), and the histogram (N ints).
+  auto shmem_for = [](size_t n) { return sizeof(float) * n * (1 + kStages * kGroups) + 4 * n; };
+  const size_t shmem = shmem_for(p.experts);
+  // Resident blocks per SM at the largest N of this instantiation; computed once, after allowing
+  // that much dynamic shared memory (above 48 KiB needs the opt-in).
+  static const int per_sm = [kernel, shmem_for] {
+    const size_t most = shmem_for(4 * G * V4);
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(most));
     int b = 1;
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &b, kernel, kThreads, sizeof(int32_t) * 4 * G * V4 * (2 + kThreads / G));
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, kThreads, most);
     return b < 1 ? 1 : b;
   }();
   int dev = 0, sms = 132;

@@ -10,9 +10,10 @@
 // the fast lane-group kernel, generic = the general kernel); a path that cannot take a point
 // prints "n/a". Each point is timed twice: steps launched one by one on a stream, and the same
 // steps replayed from one CUDA graph (as a training loop would). For context each expert count
-// also prints how long a device copy of the same logits takes, stepped the same way.
+// also prints how long a device copy of the same logits takes, stepped the same way. Each time is
+// the median over --reps timed runs of --iters steps (a host hiccup in one run does not count).
 //
-//   tamoe-bench-gate [--tokens 65536] [--experts 64,128,256] [--k 2,4,8] [--iters 50]
+//   tamoe-bench-gate [--tokens 65536] [--experts 64,128,256] [--k 2,4,8] [--iters 50] [--reps 5]
 //                    [--path auto,lanes,generic] [--jsonl FILE]
 #include <cuda_runtime_api.h>
 
@@ -26,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/bench_util.h"
 #include "kernels/gate_kernels.h"
 #include "routing/gate.h"
 
@@ -50,6 +52,21 @@ float time_ms(cudaEvent_t a, cudaEvent_t b) {
 }
 
 // Device-to-device copy bandwidth in GB/s, counting read + write bytes.
+// Seconds per step, the median over `reps` timed runs; each run enqueues `iters` steps on `st`.
+template <class Run>
+double median_step_s(cudaStream_t st, cudaEvent_t a, cudaEvent_t b, int reps, int iters, Run run,
+                     const char* what) {
+  std::vector<double> per_step;
+  for (int r = 0; r < reps; ++r) {
+    cudaEventRecord(a, st);
+    run();
+    cudaEventRecord(b, st);
+    check(cudaEventSynchronize(b), what);
+    per_step.push_back(time_ms(a, b) / 1e3 / iters);
+  }
+  return tamoe::bench::percentile(per_step, 0.5);
+}
+
 double copy_bw_gbps(int iters) {
   const size_t bytes = kRotateBytes / 2;
   void *src = nullptr, *dst = nullptr;
@@ -108,6 +125,7 @@ int main(int argc, char** argv) {
   std::vector<int> experts{64, 128, 256};
   std::vector<int> ks{2, 4, 8};
   int iters = 50;
+  int reps = 5;
   int experts_per_rank = 8;
   std::vector<std::string> paths{"auto"};
   std::string jsonl;
@@ -116,7 +134,9 @@ int main(int argc, char** argv) {
   app.add_option("--tokens", tokens, "tokens per step (S)")->check(CLI::PositiveNumber);
   app.add_option("--experts", experts, "expert counts (N), at most 1024")->delimiter(',');
   app.add_option("--k", ks, "top-k values")->delimiter(',');
-  app.add_option("--iters", iters, "timed iterations per point")->check(CLI::PositiveNumber);
+  app.add_option("--iters", iters, "timed iterations per run")->check(CLI::PositiveNumber);
+  app.add_option("--reps", reps, "timed runs per point; times are their median")
+      ->check(CLI::PositiveNumber);
   app.add_option("--experts-per-rank", experts_per_rank, "E (only changes rank ids)")
       ->check(CLI::PositiveNumber);
   app.add_option("--path", paths, "top-k kernels to compare: auto, lanes, generic")
@@ -184,12 +204,13 @@ int main(int argc, char** argv) {
       float* dst = nullptr;
       check(cudaMalloc(reinterpret_cast<void**>(&dst), logit_bytes), "cudaMalloc");
       check(cudaMemcpy(dst, logits[0], logit_bytes, cudaMemcpyDeviceToDevice), "warm-up copy");
-      cudaEventRecord(a, st);
-      for (int i = 0; i < iters; ++i)
-        cudaMemcpyAsync(dst, logits[i % copies], logit_bytes, cudaMemcpyDeviceToDevice, st);
-      cudaEventRecord(b, st);
-      check(cudaEventSynchronize(b), "same-size copy");
-      const double cs = time_ms(a, b) / 1e3 / iters;
+      const double cs = median_step_s(
+          st, a, b, reps, iters,
+          [&] {
+            for (int i = 0; i < iters; ++i)
+              cudaMemcpyAsync(dst, logits[i % copies], logit_bytes, cudaMemcpyDeviceToDevice, st);
+          },
+          "same-size copy");
       std::printf(
           "# N %d: a copy of the same logits (%.1f MB read + written) takes %.2f us: %.1f%% "
           "of the copy bandwidth\n",
@@ -236,11 +257,12 @@ int main(int argc, char** argv) {
         };
         for (int i = 0; i < copies; ++i) step(i);  // warm-up
         check(cudaStreamSynchronize(st), "warm-up");
-        cudaEventRecord(a, st);
-        for (int i = 0; i < iters; ++i) step(i);
-        cudaEventRecord(b, st);
-        check(cudaEventSynchronize(b), "timed run");
-        const double s = time_ms(a, b) / 1e3 / iters;
+        const double s = median_step_s(
+            st, a, b, reps, iters,
+            [&] {
+              for (int i = 0; i < iters; ++i) step(i);
+            },
+            "timed run");
         // The same steps captured in one CUDA graph (how a training loop replays them): no host
         // launch cost, the GPU-side gaps remain.
         cudaGraph_t graph = nullptr;
@@ -251,11 +273,9 @@ int main(int argc, char** argv) {
         check(cudaGraphInstantiate(&exec, graph, 0), "graph instantiate");
         check(cudaGraphLaunch(exec, st), "graph warm-up");
         check(cudaStreamSynchronize(st), "graph warm-up");
-        cudaEventRecord(a, st);
-        check(cudaGraphLaunch(exec, st), "graph launch");
-        cudaEventRecord(b, st);
-        check(cudaEventSynchronize(b), "graph run");
-        const double sg = time_ms(a, b) / 1e3 / iters;
+        const double sg = median_step_s(
+            st, a, b, reps, iters, [&] { check(cudaGraphLaunch(exec, st), "graph launch"); },
+            "graph run");
         cudaGraphExecDestroy(exec);
         cudaGraphDestroy(graph);
         const double bytes =
@@ -269,6 +289,8 @@ int main(int argc, char** argv) {
           js << "{\"tokens\":" << tokens << ",\"experts\":" << n << ",\"k\":" << k << ",\"path\":\""
              << path << "\",\"time_us\":" << s * 1e6 << ",\"gbps\":" << gbps
              << ",\"copy_gbps\":" << copy_gbps << ",\"pct_copy\":" << 100.0 * gbps / copy_gbps
+             << ",\"graph_us\":" << sg * 1e6
+             << ",\"pct_copy_graph\":" << 100.0 * gbps_graph / copy_gbps << ",\"reps\":" << reps
              << ",\"wrong\":" << wrong << ",\"device\":\"" << prop.name << "\"}\n";
       }
     }
