@@ -270,93 +270,135 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
 #pragma unroll
       for (int i = 0; i < 4; ++i) x[4 * j + i] = z[4 * j + i] + comp(bb, i);
     }
-    float k2 = -INFINITY;  // second largest, only for k > 2 on 4 or 8 lanes
-    if (G < 16 && k > 2) {
+    // k = 2 on 4 lanes (N <= 64) needs no threshold: each lane keeps its best two (key, expert)
+    // and the group merges them (H100, N = 64: 14.6 -> 14.0 us; at 8-16 lanes and for k = 1 the
+    // extra per-key selects cost more than the list and ranking they save, up to 19% at N = 256).
+    bool done = false;
+    if (G == 4 && k == 2) {
+      // Strict > keeps the lower expert of equal keys (a lane's experts ascend with i); NaN and
+      // padding never win. A row with fewer than 2 keys above -inf takes the threshold path, which
+      // sends it to the exact fallback.
+      Best b1{-INFINITY, INT_MAX}, b2{-INFINITY, INT_MAX};
 #pragma unroll
       for (int i = 0; i < V; ++i) {
-        k2 = fmaxf(k2, fminf(km, x[i]));
-        km = fmaxf(km, x[i]);
+        const int e = 4 * (lane + G * (i >> 2)) + (i & 3);
+        const bool p1 = x[i] > b1.v, p2 = x[i] > b2.v;
+        b2 = p1 ? b1 : (p2 ? Best{x[i], e} : b2);
+        b1 = p1 ? Best{x[i], e} : b1;
       }
-    } else {
+      auto first = [](const Best& a, const Best& b) {  // slot order: key desc, then expert asc
+        return a.v > b.v || (a.v == b.v && a.i < b.i);
+      };
 #pragma unroll
-      for (int i = 0; i < V; ++i) km = fmaxf(km, x[i]);
-    }
-    const float th = group_threshold<G, (G < 16)>(km, k2, lane, group_base, k);
-    unsigned mask = 0;
-#pragma unroll
-    for (int i = 0; i < V; ++i)
-      if (x[i] >= th) mask |= 1u << i;
-    const int c = __popc(mask);
-    // Inclusive prefix of the lane counts over the group, and the group's total.
-    int incl = c;
-#pragma unroll
-    for (int off = 1; off < G; off <<= 1) {
-      const int o = __shfl_up_sync(kFull, incl, off, G);
-      if (lane >= off) incl += o;
-    }
-    const int total = __shfl_sync(kFull, incl, G - 1, G);
-    const bool fallback = live && (th == -INFINITY || total < k || total > kMaxCand);
-    int32_t* id_row = ids + t * k;
-    float* sc_row = scores + t * k;
-    const float inv_sum = __frcp_rn(sum);
-
-    if (!__any_sync(kFull, fallback)) {
-      if (live) {
-        // The lane's candidates, in expert order, at its offset of the group's list; keys read
-        // back from the row (the same float addition as x[i]).
-        int pos = list + incl - c;
-        while (mask) {
-          const int i = __ffs(mask) - 1;
-          mask &= mask - 1;
-          const int e = 4 * (lane + G * (i >> 2)) + (i & 3);
-          cand[pos++] = make_float2(row_f[e] + bias_f[e], __int_as_float(e));
+      for (int off = G / 2; off > 0; off >>= 1) {
+        const Best o1{__shfl_xor_sync(kFull, b1.v, off), __shfl_xor_sync(kFull, b1.i, off)};
+        const Best o2{__shfl_xor_sync(kFull, b2.v, off), __shfl_xor_sync(kFull, b2.i, off)};
+        if (first(o1, b1)) {
+          b2 = first(b1, o2) ? b1 : o2;
+          b1 = o1;
+        } else if (first(o1, b2)) {
+          b2 = o1;
         }
       }
-      __syncwarp();
-      if (live)
-        for (int j = lane; j < total; j += G) {
-          const float2 me = cand[list + j];
-          const int me_e = __float_as_int(me.y);
-          int r = 0;
-          for (int i = 0; i < total; ++i) {
-            const float2 o = cand[list + i];
-            r += (o.x > me.x) | ((o.x == me.x) & (__float_as_int(o.y) < me_e));
-          }
-          if (r < k) {
-            const float zs = row_f[me_e];
-            id_row[r] = me_e;
-            sc_row[r] =
-                score_fn == kGateSoftmax ? expf(zs - mx) * inv_sum : 1.0f / (1.0f + expf(-zs));
-            if (count) atomicAdd(&hist[me_e], 1);
-          }
-        }
-    } else {
-      // Exact fallback, k rounds: the best key that comes after the previous pick in the order
-      // (key descending, expert ascending). NaN keys and padding are never picked; a slot with
-      // nothing left (non-finite row, reported) gets expert -1.
-      float pk = INFINITY;
-      int pe = -1;
-      for (int s = 0; s < k; ++s) {
-        Best best{0.0f, INT_MAX};
+      done = !__any_sync(kFull, live && b2.i == INT_MAX);
+      if (done && live && lane < 2) {
+        const int e = lane == 0 ? b1.i : b2.i;
+        const float zs = row_f[e];
+        ids[t * 2 + lane] = e;
+        scores[t * 2 + lane] =
+            score_fn == kGateSoftmax ? expf(zs - mx) * __frcp_rn(sum) : 1.0f / (1.0f + expf(-zs));
+        if (count) atomicAdd(&hist[e], 1);
+      }
+    }
+    if (!done) {
+      float k2 = -INFINITY;  // second largest, only for k > 2 on 4 or 8 lanes
+      if (G < 16 && k > 2) {
 #pragma unroll
         for (int i = 0; i < V; ++i) {
-          const int e = 4 * (lane + G * (i / 4)) + i % 4;
-          // A lane's experts ascend with i, so an equal key never replaces the best.
-          if (lane + G * (i / 4) < n4 && (x[i] < pk || (x[i] == pk && e > pe)) &&
-              (best.i == INT_MAX || x[i] > best.v))
-            best = Best{x[i], e};
+          k2 = fmaxf(k2, fminf(km, x[i]));
+          km = fmaxf(km, x[i]);
         }
-        best = group_best<G>(best);
-        pk = best.i == INT_MAX ? __int_as_float(0x7fffffff) : best.v;  // NaN: nothing after
-        pe = best.i;
-        if (live && lane == s) {
-          const int e_out = best.i == INT_MAX ? -1 : best.i;
-          const float zs = e_out >= 0 ? row_f[e_out] : 0.0f;
-          id_row[s] = e_out;
-          sc_row[s] = e_out < 0                  ? 0.0f
-                      : score_fn == kGateSoftmax ? expf(zs - mx) * inv_sum
-                                                 : 1.0f / (1.0f + expf(-zs));
-          if (count && e_out >= 0) atomicAdd(&hist[e_out], 1);
+      } else {
+#pragma unroll
+        for (int i = 0; i < V; ++i) km = fmaxf(km, x[i]);
+      }
+      const float th = group_threshold<G, (G < 16)>(km, k2, lane, group_base, k);
+      unsigned mask = 0;
+#pragma unroll
+      for (int i = 0; i < V; ++i)
+        if (x[i] >= th) mask |= 1u << i;
+      const int c = __popc(mask);
+      // Inclusive prefix of the lane counts over the group, and the group's total.
+      int incl = c;
+#pragma unroll
+      for (int off = 1; off < G; off <<= 1) {
+        const int o = __shfl_up_sync(kFull, incl, off, G);
+        if (lane >= off) incl += o;
+      }
+      const int total = __shfl_sync(kFull, incl, G - 1, G);
+      const bool fallback = live && (th == -INFINITY || total < k || total > kMaxCand);
+      int32_t* id_row = ids + t * k;
+      float* sc_row = scores + t * k;
+      const float inv_sum = __frcp_rn(sum);
+
+      if (!__any_sync(kFull, fallback)) {
+        if (live) {
+          // The lane's candidates, in expert order, at its offset of the group's list; keys read
+          // back from the row (the same float addition as x[i]).
+          int pos = list + incl - c;
+          while (mask) {
+            const int i = __ffs(mask) - 1;
+            mask &= mask - 1;
+            const int e = 4 * (lane + G * (i >> 2)) + (i & 3);
+            cand[pos++] = make_float2(row_f[e] + bias_f[e], __int_as_float(e));
+          }
+        }
+        __syncwarp();
+        if (live)
+          for (int j = lane; j < total; j += G) {
+            const float2 me = cand[list + j];
+            const int me_e = __float_as_int(me.y);
+            int r = 0;
+            for (int i = 0; i < total; ++i) {
+              const float2 o = cand[list + i];
+              r += (o.x > me.x) | ((o.x == me.x) & (__float_as_int(o.y) < me_e));
+            }
+            if (r < k) {
+              const float zs = row_f[me_e];
+              id_row[r] = me_e;
+              sc_row[r] =
+                  score_fn == kGateSoftmax ? expf(zs - mx) * inv_sum : 1.0f / (1.0f + expf(-zs));
+              if (count) atomicAdd(&hist[me_e], 1);
+            }
+          }
+      } else {
+        // Exact fallback, k rounds: the best key that comes after the previous pick in the order
+        // (key descending, expert ascending). NaN keys and padding are never picked; a slot with
+        // nothing left (non-finite row, reported) gets expert -1.
+        float pk = INFINITY;
+        int pe = -1;
+        for (int s = 0; s < k; ++s) {
+          Best best{0.0f, INT_MAX};
+#pragma unroll
+          for (int i = 0; i < V; ++i) {
+            const int e = 4 * (lane + G * (i / 4)) + i % 4;
+            // A lane's experts ascend with i, so an equal key never replaces the best.
+            if (lane + G * (i / 4) < n4 && (x[i] < pk || (x[i] == pk && e > pe)) &&
+                (best.i == INT_MAX || x[i] > best.v))
+              best = Best{x[i], e};
+          }
+          best = group_best<G>(best);
+          pk = best.i == INT_MAX ? __int_as_float(0x7fffffff) : best.v;  // NaN: nothing after
+          pe = best.i;
+          if (live && lane == s) {
+            const int e_out = best.i == INT_MAX ? -1 : best.i;
+            const float zs = e_out >= 0 ? row_f[e_out] : 0.0f;
+            id_row[s] = e_out;
+            sc_row[s] = e_out < 0                  ? 0.0f
+                        : score_fn == kGateSoftmax ? expf(zs - mx) * inv_sum
+                                                   : 1.0f / (1.0f + expf(-zs));
+            if (count && e_out >= 0) atomicAdd(&hist[e_out], 1);
+          }
         }
       }
     }

@@ -236,8 +236,9 @@ TEST_CASE("CUDA gate equals the host gate on random inputs", "[routing][cuda]") 
 
 // Both top-k kernels gate_topk can be forced to (the fast lane-group kernel and the general one,
 // which auto picks only outside the fast kernel's range), on N from 4 to 256 (every lane-group
-// width the fast kernel picks: 4, 8, 16 lanes per token, with padded chunks), k from 1 to 8, token
-// counts that leave a partial tile, ties (halves, -0 next to +0), bias or not, softmax and sigmoid.
+// width the fast kernel picks: 4, 8, 16 lanes per token, with padded chunks; k = 2 on 4 lanes takes
+// the lanes' best two instead of a threshold), k from 1 to 8, token counts that leave a partial
+// tile, ties (halves, -0 next to +0), bias or not, softmax and sigmoid.
 // Each must equal the host; a forced path that cannot take the parameters says so
 // (cudaErrorNotSupported).
 TEST_CASE("each CUDA top-k path equals the host gate", "[routing][cuda]") {
@@ -248,7 +249,7 @@ TEST_CASE("each CUDA top-k path equals the host gate", "[routing][cuda]") {
   const std::vector<Shape> shapes = {{1, 4, 1},     {33, 4, 4},     {100, 12, 3},  {257, 36, 5},
                                      {1000, 64, 2}, {999, 64, 8},   {513, 128, 6}, {2048, 128, 8},
                                      {700, 256, 1}, {1500, 256, 8}, {300, 252, 7}, {777, 64, 4},
-                                     {300, 48, 3},  {64, 60, 1}};
+                                     {300, 48, 3},  {64, 60, 1},    {501, 44, 2}};
   const int paths[] = {K::kGatePathLanes, K::kGatePathGeneric};
   std::mt19937 rng(7);
   std::normal_distribution<float> d(0.0f, 2.0f);
