@@ -190,7 +190,12 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
   int64_t t = (int64_t(blockIdx.x) * kWarps + warp) * kTokensPerWarp + group;
   // The loop bound is per warp so that every lane takes part in every shuffle.
   const int64_t warp_t0 = t - group;
-  const int64_t warp_steps = warp_t0 < tokens ? (tokens - warp_t0 + stride - 1) / stride : 0;
+  // Steps of this warp; a 32-bit division when the operands fit (a 64-bit one is ~85 instructions,
+  // 6% of all at N = 64).
+  const int64_t span = warp_t0 < tokens ? tokens - warp_t0 + stride - 1 : 0;
+  const int64_t warp_steps = span <= UINT32_MAX && stride <= UINT32_MAX
+                                 ? int64_t(uint32_t(span) / uint32_t(stride))
+                                 : span / stride;
   // The lane's bias chunks; a padding chunk (c >= n4) reads a real one: its keys stay -inf.
   int bias_chunk[V4];
 #pragma unroll
@@ -278,27 +283,32 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
       // Strict > keeps the lower expert of equal keys (a lane's experts ascend with i); NaN and
       // padding never win. A row with fewer than 2 keys above -inf takes the threshold path, which
       // sends it to the exact fallback.
-      Best b1{-INFINITY, INT_MAX}, b2{-INFINITY, INT_MAX};
+      // The lane's best two as key slots i (constants: no per-key expert arithmetic), then as
+      // experts.
+      float v1 = -INFINITY, v2 = -INFINITY;
+      int i1 = -1, i2 = -1;
 #pragma unroll
       for (int i = 0; i < V; ++i) {
-        const int e = 4 * (lane + G * (i >> 2)) + (i & 3);
-        const bool p1 = x[i] > b1.v, p2 = x[i] > b2.v;
-        b2 = p1 ? b1 : (p2 ? Best{x[i], e} : b2);
-        b1 = p1 ? Best{x[i], e} : b1;
+        const bool p1 = x[i] > v1, p2 = x[i] > v2;
+        v2 = p1 ? v1 : (p2 ? x[i] : v2);
+        i2 = p1 ? i1 : (p2 ? i : i2);
+        v1 = p1 ? x[i] : v1;
+        i1 = p1 ? i : i1;
       }
-      auto first = [](const Best& a, const Best& b) {  // slot order: key desc, then expert asc
-        return a.v > b.v || (a.v == b.v && a.i < b.i);
+      auto expert = [lane](int i) { return i < 0 ? INT_MAX : 4 * (lane + G * (i >> 2)) + (i & 3); };
+      Best b1{v1, expert(i1)}, b2{v2, expert(i2)};
+      // Whether a takes an earlier slot than b (key desc, then expert asc); bitwise, no branches.
+      auto first = [](const Best& a, const Best& b) {
+        return (a.v > b.v) | ((a.v == b.v) & (a.i < b.i));
       };
 #pragma unroll
       for (int off = G / 2; off > 0; off >>= 1) {
         const Best o1{__shfl_xor_sync(kFull, b1.v, off), __shfl_xor_sync(kFull, b1.i, off)};
         const Best o2{__shfl_xor_sync(kFull, b2.v, off), __shfl_xor_sync(kFull, b2.i, off)};
-        if (first(o1, b1)) {
-          b2 = first(b1, o2) ? b1 : o2;
-          b1 = o1;
-        } else if (first(o1, b2)) {
-          b2 = o1;
-        }
+        const bool o1_b1 = first(o1, b1), b1_o2 = first(b1, o2), o1_b2 = first(o1, b2);
+        const Best n2 = o1_b1 ? (b1_o2 ? b1 : o2) : (o1_b2 ? o1 : b2);
+        b1 = o1_b1 ? o1 : b1;
+        b2 = n2;
       }
       done = !__any_sync(kFull, live && b2.i == INT_MAX);
       if (done && live && lane < 2) {
@@ -354,7 +364,33 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
           }
         }
         __syncwarp();
-        if (live)
+        // Slot r of the token gets the candidate of rank r (key desc, then expert asc).
+        auto emit = [&](int r, int e) {
+          const float zs = row_f[e];
+          id_row[r] = e;
+          sc_row[r] =
+              score_fn == kGateSoftmax ? expf(zs - mx) * inv_sum : 1.0f / (1.0f + expf(-zs));
+          if (count) atomicAdd(&hist[e], 1);
+        };
+        if (G <= 8 && k > 2 && __any_sync(kFull, live && total > G) &&
+            !__any_sync(kFull, live && total > 2 * G)) {
+          // More candidates than lanes: each lane ranks candidates lane and lane + G in one pass.
+          if (live) {
+            const float2 none = make_float2(-INFINITY, __int_as_float(INT_MAX));
+            const float2 m0 = lane < total ? cand[list + lane] : none;
+            const float2 m1 = lane + G < total ? cand[list + lane + G] : none;
+            const int e0 = __float_as_int(m0.y), e1 = __float_as_int(m1.y);
+            int r0 = 0, r1 = 0;
+            for (int i = 0; i < total; ++i) {
+              const float2 o = cand[list + i];
+              const int oe = __float_as_int(o.y);
+              r0 += (o.x > m0.x) | ((o.x == m0.x) & (oe < e0));
+              r1 += (o.x > m1.x) | ((o.x == m1.x) & (oe < e1));
+            }
+            if (lane < total && r0 < k) emit(r0, e0);
+            if (lane + G < total && r1 < k) emit(r1, e1);
+          }
+        } else if (live) {
           for (int j = lane; j < total; j += G) {
             const float2 me = cand[list + j];
             const int me_e = __float_as_int(me.y);
@@ -363,14 +399,9 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
               const float2 o = cand[list + i];
               r += (o.x > me.x) | ((o.x == me.x) & (__float_as_int(o.y) < me_e));
             }
-            if (r < k) {
-              const float zs = row_f[me_e];
-              id_row[r] = me_e;
-              sc_row[r] =
-                  score_fn == kGateSoftmax ? expf(zs - mx) * inv_sum : 1.0f / (1.0f + expf(-zs));
-              if (count) atomicAdd(&hist[me_e], 1);
-            }
+            if (r < k) emit(r, me_e);
           }
+        }
       } else {
         // Exact fallback, k rounds: the best key that comes after the previous pick in the order
         // (key descending, expert ascending). NaN keys and padding are never picked; a slot with
