@@ -7,10 +7,11 @@
 // Selection by threshold. Each lane takes the largest of its keys (and, on 4 or 8 lanes with k > 2,
 // the second largest too); the k-th largest of these values, T, is at most the token's k-th largest
 // key (they are distinct keys of the token), so the top k are among the keys >= T. On random logits
-// ~1.05k to 1.3k keys pass. The group copies its row of logits to shared memory, writes the
-// candidates (key, expert) to a list there, and each lane ranks a candidate against the whole list
-// (greater key, or equal key and lower expert: the host's tie rule); rank r < k is slot r. One
-// compare per key replaces a per-key insertion into a k-long list, so k costs little.
+// ~1.05k to 1.3k keys pass. The group writes the candidates (key, expert) to a list in shared
+// memory, and each lane ranks a candidate (two when there are more candidates than lanes) against
+// the whole list (greater key, or equal key and lower expert: the host's tie rule); rank r < k is
+// slot r. One compare per key replaces a per-key insertion into a k-long list, so k costs little.
+// k = 2 on 4 lanes skips the threshold: the lanes' best two (key, expert) are merged directly.
 //
 // Correctness does not depend on T being a bound: the list holds every key >= T, and when it has
 // fewer than k entries, more than kMaxCand (many equal keys, e.g. a constant row) or T is -inf
