@@ -86,6 +86,11 @@ __device__ __forceinline__ float ex2(float x) {
   return y;
 }
 
+// The score of a chosen expert with logit z: exp(z - mx) / sum (softmax) or the sigmoid of z.
+__device__ __forceinline__ float chosen_score(int score_fn, float z, float mx, float inv_sum) {
+  return score_fn == kGateSoftmax ? expf(z - mx) * inv_sum : 1.0f / (1.0f + expf(-z));
+}
+
 __device__ __forceinline__ float comp(const float4& v, int i) {
   return i == 0 ? v.x : (i == 1 ? v.y : (i == 2 ? v.z : v.w));
 }
@@ -281,11 +286,10 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
     // extra per-key selects cost more than the list and ranking they save, up to 19% at N = 256).
     bool done = false;
     if (G == 4 && k == 2) {
-      // Strict > keeps the lower expert of equal keys (a lane's experts ascend with i); NaN and
-      // padding never win. A row with fewer than 2 keys above -inf takes the threshold path, which
-      // sends it to the exact fallback.
       // The lane's best two as key slots i (constants: no per-key expert arithmetic), then as
-      // experts.
+      // experts. Strict > keeps the lower expert of equal keys (a lane's experts ascend with i);
+      // NaN and padding never win. A row with fewer than 2 keys above -inf takes the threshold
+      // path, which sends it to the exact fallback.
       float v1 = -INFINITY, v2 = -INFINITY;
       int i1 = -1, i2 = -1;
 #pragma unroll
@@ -316,8 +320,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
         const int e = lane == 0 ? b1.i : b2.i;
         const float zs = row_f[e];
         ids[t * 2 + lane] = e;
-        scores[t * 2 + lane] =
-            score_fn == kGateSoftmax ? expf(zs - mx) * __frcp_rn(sum) : 1.0f / (1.0f + expf(-zs));
+        scores[t * 2 + lane] = chosen_score(score_fn, zs, mx, __frcp_rn(sum));
         if (count) atomicAdd(&hist[e], 1);
       }
     }
@@ -369,8 +372,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
         auto emit = [&](int r, int e) {
           const float zs = row_f[e];
           id_row[r] = e;
-          sc_row[r] =
-              score_fn == kGateSoftmax ? expf(zs - mx) * inv_sum : 1.0f / (1.0f + expf(-zs));
+          sc_row[r] = chosen_score(score_fn, zs, mx, inv_sum);
           if (count) atomicAdd(&hist[e], 1);
         };
         if (G <= 8 && k > 2 && __any_sync(kFull, live && total > G) &&
@@ -426,9 +428,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
             const int e_out = best.i == INT_MAX ? -1 : best.i;
             const float zs = e_out >= 0 ? row_f[e_out] : 0.0f;
             id_row[s] = e_out;
-            sc_row[s] = e_out < 0                  ? 0.0f
-                        : score_fn == kGateSoftmax ? expf(zs - mx) * inv_sum
-                                                   : 1.0f / (1.0f + expf(-zs));
+            sc_row[s] = e_out < 0 ? 0.0f : chosen_score(score_fn, zs, mx, inv_sum);
             if (count && e_out >= 0) atomicAdd(&hist[e_out], 1);
           }
         }
