@@ -72,8 +72,11 @@ __device__ uint64_t allowed_nodes(const GateParams& p, const float (&key)[VPT],
   return ok;
 }
 
-// Programmatic dependent launch (sm_90): the zeroing kernel (launch_prep) lets the top-k kernel
-// start at once; the top-k kernel waits for it only before its first global atomic.
+// Programmatic dependent launch (sm_90). A kernel launched with programmatic stream serialization
+// may start before the kernel ahead of it on the stream has finished (once that one triggers, or
+// ends): it must call wait_prerequisites() before it reads anything the earlier kernels wrote or
+// writes anything they still use. The fast top-k path chains its kernels this way, so a step's
+// launch latency hides behind the previous kernel's tail.
 __device__ __forceinline__ void launch_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");

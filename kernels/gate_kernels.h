@@ -39,8 +39,9 @@ struct GateParams {
   int max_nodes = 0;                  // node limit M (0 or >= nodes: off)
   int node_score_top = 2;             // g: group score = sum of a node's top-g keys
   // gate_topk only: zero expert_count on `stream` first (instead of adding to it). On sm_90 the
-  // zeroing kernel overlaps the top-k kernel's start (programmatic dependent launch), which saves
-  // a separate memset's launch gap per step.
+  // fast path's zeroing kernel and top-k kernel are launched programmatically (each launches
+  // before the kernel ahead of it ends and waits for it before touching memory), which hides the
+  // launch gaps a memset + kernel would leave per step.
   bool zero_count = false;
   int path = kGatePathAuto;  // gate_topk only: GatePath
 };

@@ -382,3 +382,62 @@ TEST_CASE("each CUDA top-k path reports the first non-finite logit", "[routing][
         }
       }
 }
+
+// Back-to-back calls on one stream: call B ranks the scores call A has just written (the fast path
+// lets the next kernel launch early, so each kernel must wait for the one before it before it
+// reads). B's ids and counts must equal the host gate on A's scores (token 0's scores doubling as
+// B's bias), every time.
+TEST_CASE("a CUDA gate call reads what the kernel before it wrote", "[routing][cuda]") {
+  if (!have_gpu()) return;
+  const int64_t s = 65536;
+  const int n = 64, k = 8, k2 = 2;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> d(0.0f, 2.0f);
+  cudaStream_t st = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking) == cudaSuccess);
+  Dev<int32_t> ids(s * k), count(n), ids2(s * k2), count2(k);
+  Dev<float> scores(s * k), scores2(s * k2);
+  Dev<unsigned long long> bad(1);
+  for (int round = 0; round < 6; ++round) {
+    INFO("round " << round);
+    MatrixRf z(s, n);
+    for (int i = 0; i < z.size(); ++i) z.data()[i] = d(rng);
+    Dev<float> dz(z.data(), z.size());
+    K::GateParams a;
+    a.tokens = s;
+    a.experts = n;
+    a.k = k;
+    a.experts_per_rank = 4;
+    a.ranks = n / 4;
+    a.zero_count = true;
+    a.score = round % 2 ? K::kGateSigmoid : K::kGateSoftmax;
+    K::GateParams b = a;
+    b.experts = k;  // B's logits are A's S x k scores
+    b.k = k2;
+    b.experts_per_rank = 2;
+    b.ranks = k / 2;
+    // Zeros first (a memset orders normally): a B that ran early would see only ties.
+    CUDA_OK(cudaMemsetAsync(scores.p, 0, sizeof(float) * s * k, st));
+    for (int rep = 0; rep < 3; ++rep) {
+      CUDA_OK(K::gate_topk(a, dz.p, nullptr, ids.p, scores.p, nullptr, count.p, bad.p, st));
+      CUDA_OK(K::gate_topk(b, scores.p, scores.p, ids2.p, scores2.p, nullptr, count2.p, bad.p, st));
+    }
+    CUDA_OK(cudaStreamSynchronize(st));
+    const auto ha = scores.get();
+    MatrixRf za(s, k);
+    std::copy(ha.begin(), ha.end(), za.data());
+    GateOptions o;
+    o.k = k2;
+    o.score = a.score == K::kGateSigmoid ? ScoreFn::sigmoid : ScoreFn::softmax;
+    const Eigen::VectorXf bias_b = za.row(0).transpose();
+    const TopK host = select_topk(za, bias_b, ExpertLayout::regular(k / 2, 2, 1), o);
+    const auto hid = ids2.get();
+    int id_bad = 0;
+    for (size_t i = 0; i < hid.size(); ++i) id_bad += hid[i] != host.expert.data()[i];
+    CHECK(id_bad == 0);
+    const auto hc = count2.get();
+    for (int e = 0; e < k; ++e) CHECK(hc[e] == host.expert_count[e]);
+    CHECK(bad.get()[0] == ~0ull);
+  }
+  cudaStreamDestroy(st);
+}
