@@ -159,6 +159,47 @@ __device__ __forceinline__ float group_threshold(float m1, float m2, int lane, i
 
 constexpr int kMaxCand = 32;  // candidates one group may write to shared memory
 
+// Ranks of candidates lane + G * j (j < R) in a group's list of nr (key, expert), in the host's
+// order (key descending, then expert ascending). With `strict`: first the number of list keys
+// above each, one float compare per pair; that is the rank unless two candidates share a key,
+// which then share a rank. The group sees it (the OR of 1 << rank has fewer than nr bits), and
+// only then are the ranks counted again with the tie rule. The check costs a few shuffles per
+// token, which pays where lists are long or lanes many (H100: N = 256 3-4% faster, N = 64 k = 8
+// 1-2%) but not on 4 lanes or for k = 2 on 8 (1.5-2% slower), so those count with the tie rule at
+// once. All lanes of the warp take part (nr = 0 for a group with no token).
+template <int G, int R>
+__device__ __forceinline__ void rank_candidates(const float2* list, int nr, int lane, bool strict,
+                                                float2 (&m)[R], int (&r)[R]) {
+  const float2 none = make_float2(-INFINITY, __int_as_float(INT_MAX));
+#pragma unroll
+  for (int j = 0; j < R; ++j) {
+    m[j] = lane + G * j < nr ? list[lane + G * j] : none;
+    r[j] = 0;
+  }
+  if (strict) {
+    for (int i = 0; i < nr; ++i) {
+      const float o = list[i].x;
+#pragma unroll
+      for (int j = 0; j < R; ++j) r[j] += o > m[j].x;
+    }
+    unsigned seen = 0;
+#pragma unroll
+    for (int j = 0; j < R; ++j) seen |= lane + G * j < nr ? 1u << r[j] : 0u;
+#pragma unroll
+    for (int off = G / 2; off > 0; off >>= 1) seen |= __shfl_xor_sync(kFull, seen, off);
+    if (!__any_sync(kFull, __popc(seen) != nr)) return;
+#pragma unroll
+    for (int j = 0; j < R; ++j) r[j] = 0;
+  }
+  for (int i = 0; i < nr; ++i) {
+    const float2 o = list[i];
+    const int oe = __float_as_int(o.y);
+#pragma unroll
+    for (int j = 0; j < R; ++j)
+      r[j] += (o.x > m[j].x) | ((o.x == m[j].x) & (oe < __float_as_int(m[j].y)));
+  }
+}
+
 template <int G, int V4>
 __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>::min_blocks)
     topk_fast_kernel(int64_t tokens, int n, int k, int score_fn, const float* __restrict__ logits,
@@ -381,24 +422,21 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
           sc_row[r] = chosen_score(score_fn, zs, mx, inv_sum);
           if (count) atomicAdd(&hist[e], 1);
         };
-        if (G <= 8 && k > 2 && __any_sync(kFull, live && total > G) &&
-            !__any_sync(kFull, live && total > 2 * G)) {
-          // More candidates than lanes: each lane ranks candidates lane and lane + G in one pass.
-          if (live) {
-            const float2 none = make_float2(-INFINITY, __int_as_float(INT_MAX));
-            const float2 m0 = lane < total ? cand[list + lane] : none;
-            const float2 m1 = lane + G < total ? cand[list + lane + G] : none;
-            const int e0 = __float_as_int(m0.y), e1 = __float_as_int(m1.y);
-            int r0 = 0, r1 = 0;
-            for (int i = 0; i < total; ++i) {
-              const float2 o = cand[list + i];
-              const int oe = __float_as_int(o.y);
-              r0 += (o.x > m0.x) | ((o.x == m0.x) & (oe < e0));
-              r1 += (o.x > m1.x) | ((o.x == m1.x) & (oe < e1));
-            }
-            if (lane < total && r0 < k) emit(r0, e0);
-            if (lane + G < total && r1 < k) emit(r1, e1);
-          }
+        // Candidates lane + G * j of the list, j < R, ranked in one pass: R = 1 when no token of
+        // the warp has more candidates than lanes, 2 (up to 8 lanes) when none has more than twice.
+        const int nr = live ? total : 0;  // a group past the last token ranks nothing
+        const bool strict = G >= 16 || (G == 8 && k > 2);
+        if (!__any_sync(kFull, nr > G)) {
+          float2 m[1];
+          int r[1];
+          rank_candidates<G, 1>(cand + list, nr, lane, strict, m, r);
+          if (lane < nr && r[0] < k) emit(r[0], __float_as_int(m[0].y));
+        } else if (G <= 8 && !__any_sync(kFull, nr > 2 * G)) {
+          float2 m[2];
+          int r[2];
+          rank_candidates<G, 2>(cand + list, nr, lane, strict, m, r);
+          if (lane < nr && r[0] < k) emit(r[0], __float_as_int(m[0].y));
+          if (lane + G < nr && r[1] < k) emit(r[1], __float_as_int(m[1].y));
         } else if (live) {
           for (int j = lane; j < total; j += G) {
             const float2 me = cand[list + j];
