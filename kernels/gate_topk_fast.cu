@@ -158,6 +158,42 @@ __device__ __forceinline__ float group_threshold(float m1, float m2, int lane, i
 }
 
 constexpr int kMaxCand = 32;  // candidates one group may write to shared memory
+// Threshold from the maxima of the lane's V4 chunks (4 keys each; 4G distinct keys of the token,
+// so their k-th largest is at most the token's k-th largest key): a bitonic sort, descending, of
+// the 4G values, element 4 * lane + s holding chunk s's maximum, and element k - 1. For k = 5-8 on
+// 4 lanes (N <= 64), where the lanes' top two (8 values) bound the 8th key loosely (~13 candidates
+// on random logits against ~10 here).
+template <int G>
+__device__ __forceinline__ float chunk_threshold(float (&a)[4], int lane, int group_base, int k) {
+#pragma unroll
+  for (int size = 2; size <= 4 * G; size <<= 1)
+#pragma unroll
+    for (int stride = size / 2; stride > 0; stride >>= 1) {
+      if (stride < 4) {  // partners within the lane
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          const int o = s ^ stride;
+          if (o < s) continue;
+          const bool desc = ((4 * lane + s) & size) == 0;
+          const float hi = fmaxf(a[s], a[o]), lo = fminf(a[s], a[o]);
+          a[s] = desc ? hi : lo;
+          a[o] = desc ? lo : hi;
+        }
+      } else {  // partner lane lane ^ (stride / 4), same slot
+        const int off = stride / 4;
+        const bool desc = ((4 * lane) & size) == 0;
+        const bool keep_max = ((lane & off) == 0) == desc;
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          const float o = __shfl_xor_sync(kFull, a[s], off);
+          a[s] = keep_max ? fmaxf(a[s], o) : fminf(a[s], o);
+        }
+      }
+    }
+  const int s = (k - 1) & 3;
+  const float mine = s == 0 ? a[0] : (s == 1 ? a[1] : (s == 2 ? a[2] : a[3]));
+  return __shfl_sync(kFull, mine, group_base + ((k - 1) >> 2));
+}
 
 // Ranks of candidates lane + G * j (j < R) in a group's list of nr (key, expert), in the host's
 // order (key descending, then expert ascending). With `strict`: first the number of list keys
@@ -200,7 +236,7 @@ __device__ __forceinline__ void rank_candidates(const float2* list, int nr, int 
   }
 }
 
-template <int G, int V4>
+template <int G, int V4, bool kChunks>
 __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>::min_blocks)
     topk_fast_kernel(int64_t tokens, int n, int k, int score_fn, const float* __restrict__ logits,
                      const float* __restrict__ bias, int32_t* __restrict__ ids,
@@ -373,17 +409,26 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
     }
     if (!done) {
       float k2 = -INFINITY;  // second largest, only for k > 2 on 4 or 8 lanes
-      if (G < 16 && k > 2) {
+      float th;
+      if constexpr (kChunks) {
+        static_assert(G == 4 && V4 == 4, "chunk thresholds are for 4 lanes of 4 chunks");
+        float cm[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          cm[j] = fmaxf(fmaxf(x[4 * j], x[4 * j + 1]), fmaxf(x[4 * j + 2], x[4 * j + 3]));
+        th = chunk_threshold<G>(cm, lane, group_base, k);
+      } else if (G < 16 && k > 2) {
 #pragma unroll
         for (int i = 0; i < V; ++i) {
           k2 = fmaxf(k2, fminf(km, x[i]));
           km = fmaxf(km, x[i]);
         }
+        th = group_threshold<G, true>(km, k2, lane, group_base, k);
       } else {
 #pragma unroll
         for (int i = 0; i < V; ++i) km = fmaxf(km, x[i]);
+        th = group_threshold<G, (G < 16)>(km, k2, lane, group_base, k);
       }
-      const float th = group_threshold<G, (G < 16)>(km, k2, lane, group_base, k);
       unsigned mask = 0;
 #pragma unroll
       for (int i = 0; i < V; ++i)
@@ -425,7 +470,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
         // Candidates lane + G * j of the list, j < R, ranked in one pass: R = 1 when no token of
         // the warp has more candidates than lanes, 2 (up to 8 lanes) when none has more than twice.
         const int nr = live ? total : 0;  // a group past the last token ranks nothing
-        const bool strict = G >= 16 || (G == 8 && k > 2);
+        const bool strict = G >= 16 || (G == 8 && k > 2) || kChunks;
         if (!__any_sync(kFull, nr > G)) {
           float2 m[1];
           int r[1];
@@ -437,6 +482,13 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
           rank_candidates<G, 2>(cand + list, nr, lane, strict, m, r);
           if (lane < nr && r[0] < k) emit(r[0], __float_as_int(m[0].y));
           if (lane + G < nr && r[1] < k) emit(r[1], __float_as_int(m[1].y));
+        } else if (kChunks && !__any_sync(kFull, nr > 4 * G)) {
+          float2 m[4];
+          int r[4];
+          rank_candidates<G, 4>(cand + list, nr, lane, strict, m, r);
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            if (lane + G * j < nr && r[j] < k) emit(r[j], __float_as_int(m[j].y));
         } else if (live) {
           for (int j = lane; j < total; j += G) {
             const float2 me = cand[list + j];
@@ -468,7 +520,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
           best = group_best<G>(best);
           pk = best.i == INT_MAX ? __int_as_float(0x7fffffff) : best.v;  // NaN: nothing after
           pe = best.i;
-          if (live && lane == s) {
+          if (live && lane == (s & (G - 1))) {  // k may exceed G (k = 5-8 on 4 lanes)
             const int e_out = best.i == INT_MAX ? -1 : best.i;
             const float zs = e_out >= 0 ? row_f[e_out] : 0.0f;
             id_row[s] = e_out;
@@ -495,11 +547,11 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
   }
 }
 
-template <int G, int V4>
+template <int G, int V4, bool kChunks = false>
 cudaError_t launch(const GateParams& p, const float* logits, const float* bias, int32_t* ids,
                    float* scores, float* lse, int32_t* count, unsigned long long* nonfinite,
                    cudaStream_t stream) {
-  auto* kernel = topk_fast_kernel<G, V4>;
+  auto* kernel = topk_fast_kernel<G, V4, kChunks>;
   constexpr int kThreads = BlockShape<G, V4>::threads;
   constexpr int kWarps = kThreads / 32;
   constexpr int kGroups = kThreads / G;
@@ -590,7 +642,8 @@ cudaError_t topk_fast(const GateParams& p, const float* logits, const float* bia
   if (n <= 64) {
     // Four lanes (eight tokens per warp) while their top-2 values still bound k tightly.
     if (p.k <= 4) TAMOE_FAST(4, 4);
-    TAMOE_FAST(8, 2);
+    return launch<4, 4, true>(p, logits, bias, expert_ids, scores, lse, expert_count,
+                              first_nonfinite, stream);
   }
   if (n <= 128) TAMOE_FAST(8, 4);
   if (n <= 256) TAMOE_FAST(16, 4);
