@@ -23,6 +23,7 @@
 #include "bench/common/bench_util.h"
 #include "collectives/alltoallv.h"
 #include "runtime/error.h"
+#include "runtime/mpi_main.h"
 #include "runtime/params.h"
 #include "topology/cluster.h"
 #include "topology/traffic_patterns.h"
@@ -277,5 +278,5 @@ void run_rounds(const coll::Groups& g, const std::string& pattern,
 }  // namespace tamoe::bench
 
 int main(int argc, char** argv) {
-  return tamoe::bench::mpi_main(argc, argv, "tamoe-bench-a2a", run, 3, false);
+  return tamoe::mpi_main("tamoe-bench-a2a", argc, argv, run, {3, false});
 }

@@ -29,6 +29,7 @@
 #include "bench/common/bench_util.h"
 #include "collectives/device.h"
 #include "runtime/error.h"
+#include "runtime/mpi_main.h"
 #include "runtime/params.h"
 #include "topology/cluster.h"
 
@@ -264,5 +265,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return mpi_main(argc, argv, "tamoe-bench-dispatch", run, 77, false);
+  return tamoe::mpi_main("tamoe-bench-dispatch", argc, argv, run, {77, false});
 }

@@ -52,22 +52,4 @@ std::optional<int> parse_cli(CLI::App& app, int argc, char** argv, int rank) {
   return std::nullopt;
 }
 
-int mpi_main(int argc, char** argv, const char* name, int (*run)(int, char**), int unavailable_rc,
-             bool abort_on_error) {
-  MPI_Init(&argc, &argv);
-  int rc = 0;
-  try {
-    rc = run(argc, argv);
-  } catch (const Error& e) {
-    int r = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    bool same = e.status() == Status::invalid_argument || e.status() == Status::invalid_input;
-    if (r == 0 || !same) std::fprintf(stderr, "%s (rank %d): %s\n", name, r, e.what());
-    rc = e.status() == Status::unavailable ? unavailable_rc : 1;
-    if (abort_on_error) MPI_Abort(MPI_COMM_WORLD, rc);
-  }
-  MPI_Finalize();
-  return rc;
-}
-
 }  // namespace tamoe::bench

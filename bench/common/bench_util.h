@@ -35,12 +35,4 @@ nlohmann::json time_stats_json(const TimeStats& s, size_t iters);
 // sees the same arguments) and the exit code comes back; nullopt when the bench should run.
 std::optional<int> parse_cli(CLI::App& app, int argc, char** argv, int rank);
 
-// main() of an MPI bench: runs `run` between MPI_Init and MPI_Finalize and returns its exit code.
-// A tamoe::Error that escapes prints "<name> (rank R): <message>" on stderr (a bad argument or
-// input from rank 0 only: all ranks fail alike) and exits with `unavailable_rc` for
-// Status::unavailable, 1 otherwise; with `abort_on_error` through MPI_Abort, for benches whose
-// other ranks may be left waiting in a collective.
-int mpi_main(int argc, char** argv, const char* name, int (*run)(int, char**), int unavailable_rc,
-             bool abort_on_error);
-
 }  // namespace tamoe::bench

@@ -14,6 +14,7 @@
 
 #include "bench/common/bench_util.h"
 #include "runtime/error.h"
+#include "runtime/mpi_main.h"
 #include "runtime/params.h"
 #include "topology/cluster.h"
 #include "topology/probe.h"
@@ -96,14 +97,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int rc = 0;
-  try {
-    rc = run(argc, argv);
-  } catch (const tamoe::Error& e) {
-    std::fprintf(stderr, "tamoe-bench-model: %s\n", e.what());
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  MPI_Finalize();
-  return rc;
+  return tamoe::mpi_main("tamoe-bench-model", argc, argv, run);
 }

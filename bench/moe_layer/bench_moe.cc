@@ -28,6 +28,7 @@
 #include "collectives/alltoallv.h"
 #include "routing/losses.h"
 #include "runtime/error.h"
+#include "runtime/mpi_main.h"
 #include "runtime/params.h"
 #include "topology/cluster.h"
 #include "topology/probe.h"
@@ -174,5 +175,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return tamoe::bench::mpi_main(argc, argv, "tamoe-bench-moe", run, 3, true);
+  return tamoe::mpi_main("tamoe-bench-moe", argc, argv, run, {3, true});
 }

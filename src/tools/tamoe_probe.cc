@@ -18,8 +18,8 @@
 
 #include "runtime/error.h"
 #include "runtime/log.h"
+#include "runtime/mpi_main.h"
 #include "runtime/params.h"
-#include "tools/tool_main.h"
 #include "topology/cluster.h"
 #include "topology/cluster_desc.h"
 #include "topology/cost_model.h"
@@ -237,5 +237,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return tamoe::tools::mpi_tool_main("tamoe-probe", argc, argv, run);
+  return tamoe::mpi_main("tamoe-probe", argc, argv, run);
 }

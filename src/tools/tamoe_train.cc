@@ -13,7 +13,7 @@
 #include "collectives/groups.h"
 #include "planner/planner.h"
 #include "runtime/error.h"
-#include "tools/tool_main.h"
+#include "runtime/mpi_main.h"
 #include "topology/cluster.h"
 #include "topology/synthetic.h"
 #include "train/dataset.h"
@@ -345,5 +345,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return tamoe::tools::mpi_tool_main("tamoe-train", argc, argv, run);
+  return tamoe::mpi_main("tamoe-train", argc, argv, run);
 }
