@@ -90,6 +90,14 @@ HostDispatch HostDispatch::create(AllToAll& a2a, const int32_t* expert_ids,
   h.slot_row_.assign(slots, -1);
   for (int64_t s = 0; s < slots; ++s)
     if (expert_ids[s] >= 0) h.slot_row_[s] = off[expert_ids[s]]++;
+  h.dc_ = exchange_dispatch_counts(g, send_de, E);
+  return h;
+}
+
+DispatchCounts exchange_dispatch_counts(const Groups& g, const std::vector<int64_t>& send_de,
+                                        int E) {
+  const int P = g.size();
+  DispatchCounts dc;
   std::vector<int64_t> recv_se(static_cast<size_t>(P) * E);
   TAMOE_CHECK_MPI(
       MPI_Alltoall(send_de.data(), E, MPI_INT64_T, recv_se.data(), E, MPI_INT64_T, g.world()));
@@ -99,53 +107,54 @@ HostDispatch HostDispatch::create(AllToAll& a2a, const int32_t* expert_ids,
       send_tot[d] += send_de[d * E + e];
       recv_tot[d] += recv_se[d * E + e];
     }
-  h.counts_ = exchange_counts(g, send_tot.data(), recv_tot.data());
-  h.counts_t_.P = P;
-  h.counts_t_.c.resize(h.counts_.c.size());
+  dc.counts = exchange_counts(g, send_tot.data(), recv_tot.data());
+  dc.counts_t.P = P;
+  dc.counts_t.c.resize(dc.counts.c.size());
   for (int i = 0; i < P; ++i)
-    for (int j = 0; j < P; ++j) h.counts_t_.c[static_cast<size_t>(j) * P + i] = h.counts_.at(i, j);
-  for (int64_t v : send_tot) h.send_rows_ += v;
-  for (int64_t v : recv_tot) h.recv_rows_ += v;
-  h.recv_se_off_ = packed_displs(recv_se.data(), P * E);
-  h.recv_es_.resize(static_cast<size_t>(E) * P);
+    for (int j = 0; j < P; ++j) dc.counts_t.c[static_cast<size_t>(j) * P + i] = dc.counts.at(i, j);
+  for (int64_t v : send_tot) dc.send_rows += v;
+  for (int64_t v : recv_tot) dc.recv_rows += v;
+  dc.recv_se_off = packed_displs(recv_se.data(), P * E);
+  dc.recv_es.resize(static_cast<size_t>(E) * P);
   for (int e = 0; e < E; ++e)
-    for (int s = 0; s < P; ++s) h.recv_es_[e * P + s] = recv_se[s * E + e];
-  h.recv_es_off_ = packed_displs(h.recv_es_.data(), E * P);
-  return h;
+    for (int s = 0; s < P; ++s) dc.recv_es[e * P + s] = recv_se[s * E + e];
+  dc.recv_es_off = packed_displs(dc.recv_es.data(), E * P);
+  return dc;
 }
 
 int64_t HostDispatch::expert_rows(int e) const {
   int64_t n = 0;
-  for (int s = 0; s < P_; ++s) n += recv_es_.at(static_cast<size_t>(e) * P_ + s);
+  for (int s = 0; s < P_; ++s) n += dc_.recv_es.at(static_cast<size_t>(e) * P_ + s);
   return n;
 }
 
 void HostDispatch::forward_rows(const char* send_rows, int64_t row_bytes, char* expert_rows) {
   const int E = shape_.experts_per_rank;
-  stage_.resize(recv_rows_ * row_bytes);
-  last_ = a2a_->run(counts_, HostBuffers{send_rows, stage_.data(), row_bytes, nullptr, nullptr});
+  stage_.resize(dc_.recv_rows * row_bytes);
+  last_ = a2a_->run(dc_.counts, HostBuffers{send_rows, stage_.data(), row_bytes, nullptr, nullptr});
   for (int s = 0; s < P_; ++s)
     for (int e = 0; e < E; ++e)
-      if (int64_t n = recv_es_[e * P_ + s])
-        std::memcpy(expert_rows + recv_es_off_[e * P_ + s] * row_bytes,
-                    stage_.data() + recv_se_off_[s * E + e] * row_bytes, n * row_bytes);
+      if (int64_t n = dc_.recv_es[e * P_ + s])
+        std::memcpy(expert_rows + dc_.recv_es_off[e * P_ + s] * row_bytes,
+                    stage_.data() + dc_.recv_se_off[s * E + e] * row_bytes, n * row_bytes);
 }
 
 void HostDispatch::reverse_rows(const char* expert_rows, int64_t row_bytes, char* send_rows) {
   const int E = shape_.experts_per_rank;
-  stage_.resize(recv_rows_ * row_bytes);
+  stage_.resize(dc_.recv_rows * row_bytes);
   for (int s = 0; s < P_; ++s)
     for (int e = 0; e < E; ++e)
-      if (int64_t n = recv_es_[e * P_ + s])
-        std::memcpy(stage_.data() + recv_se_off_[s * E + e] * row_bytes,
-                    expert_rows + recv_es_off_[e * P_ + s] * row_bytes, n * row_bytes);
-  last_ = a2a_->run(counts_t_, HostBuffers{stage_.data(), send_rows, row_bytes, nullptr, nullptr});
+      if (int64_t n = dc_.recv_es[e * P_ + s])
+        std::memcpy(stage_.data() + dc_.recv_se_off[s * E + e] * row_bytes,
+                    expert_rows + dc_.recv_es_off[e * P_ + s] * row_bytes, n * row_bytes);
+  last_ =
+      a2a_->run(dc_.counts_t, HostBuffers{stage_.data(), send_rows, row_bytes, nullptr, nullptr});
 }
 
 void HostDispatch::dispatch(const void* x, int64_t hidden, DType dtype, void* recv) {
   check_hidden(hidden, "HostDispatch::dispatch hidden");
   const int64_t rb = hidden * dtype_bytes(dtype);
-  std::vector<char> send(send_rows_ * rb);
+  std::vector<char> send(dc_.send_rows * rb);
   const auto* xs = static_cast<const char*>(x);
   for (int64_t s = 0; s < static_cast<int64_t>(slot_row_.size()); ++s)
     if (slot_row_[s] >= 0)
@@ -157,7 +166,7 @@ void HostDispatch::combine(const void* y, const float* weights, int64_t hidden, 
                            void* out) {
   check_hidden(hidden, "HostDispatch::combine hidden");
   const int64_t rb = hidden * dtype_bytes(dtype);
-  returned_.resize(send_rows_ * rb);
+  returned_.resize(dc_.send_rows * rb);
   reverse_rows(static_cast<const char*>(y), rb, returned_.data());
   returned_hidden_ = hidden;
   returned_dtype_ = dtype;
@@ -185,7 +194,7 @@ void HostDispatch::dispatch_backward(const void* grad_recv, int64_t hidden, DTyp
                                      void* grad_x) {
   check_hidden(hidden, "HostDispatch::dispatch_backward hidden");
   const int64_t rb = hidden * dtype_bytes(dtype);
-  std::vector<char> back(send_rows_ * rb);
+  std::vector<char> back(dc_.send_rows * rb);
   reverse_rows(static_cast<const char*>(grad_recv), rb, back.data());
   const int k = shape_.k;
   with_dtype(dtype, [&](auto tag) {
@@ -213,7 +222,7 @@ void HostDispatch::combine_backward(const void* grad_out, const float* weights, 
              ? std::string("no combine")
              : str("hidden ", returned_hidden_, ", ", dtype_name(returned_dtype_)));
   const int64_t rb = hidden * dtype_bytes(dtype);
-  std::vector<char> send(send_rows_ * rb);
+  std::vector<char> send(dc_.send_rows * rb);
   const int k = shape_.k;
   with_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);

@@ -41,6 +41,20 @@ struct DispatchShape {
 void check_routing_input(const Groups& g, const int32_t* expert_ids, const DispatchShape& shape,
                          const char* who);
 
+// What both dispatch handles (host and device) derive from this rank's slot counts per (dest rank,
+// local expert), send_de[d * E + e]: the rows each pair exchanges and the expert-side split.
+struct DispatchCounts {
+  CountMatrix counts, counts_t;               // rows from rank i to rank j, and the transpose
+  std::vector<int64_t> recv_es, recv_es_off;  // [e * P + s]: rows from source s for local expert e
+  std::vector<int64_t> recv_se_off;           // [s * E + e]: offset in the [source][expert] staging
+  int64_t send_rows = 0, recv_rows = 0;
+};
+
+// Collective: one MPI_Alltoall of experts_per_rank counts per pair, then the checked count matrix
+// (exchange_counts).
+DispatchCounts exchange_dispatch_counts(const Groups& g, const std::vector<int64_t>& send_de,
+                                        int experts_per_rank);
+
 class HostDispatch {
  public:
   // Collective: counts slots per (dest rank, local expert), exchanges them (one MPI_Alltoall of
@@ -50,11 +64,11 @@ class HostDispatch {
 
   // Rows this rank receives as expert side, and their split: counts[e * P + s] rows from source
   // rank s for local expert e; offsets likewise (first row of each (e, s) block).
-  int64_t recv_rows() const { return recv_rows_; }
-  const std::vector<int64_t>& expert_counts() const { return recv_es_; }
-  const std::vector<int64_t>& expert_offsets() const { return recv_es_off_; }
+  int64_t recv_rows() const { return dc_.recv_rows; }
+  const std::vector<int64_t>& expert_counts() const { return dc_.recv_es; }
+  const std::vector<int64_t>& expert_offsets() const { return dc_.recv_es_off; }
   int64_t expert_rows(int e) const;  // rows for local expert e, all sources
-  int64_t send_rows() const { return send_rows_; }
+  int64_t send_rows() const { return dc_.send_rows; }
   const DispatchShape& shape() const { return shape_; }
   const RunInfo& last_run() const { return last_; }
 
@@ -79,11 +93,8 @@ class HostDispatch {
   AllToAll* a2a_;
   DispatchShape shape_;
   int P_ = 1;
-  std::vector<int64_t> slot_row_;               // [tokens * k] send-layout row or -1
-  CountMatrix counts_, counts_t_;               // rows from i to j, and the transpose
-  std::vector<int64_t> recv_es_, recv_es_off_;  // [e * P + s]
-  std::vector<int64_t> recv_se_off_;  // [s * E + e] offset in the [source][expert] staging
-  int64_t send_rows_ = 0, recv_rows_ = 0;
+  std::vector<int64_t> slot_row_;  // [tokens * k] send-layout row or -1
+  DispatchCounts dc_;
   std::vector<char> stage_, returned_;  // staging; rows returned by combine (send layout)
   int64_t returned_hidden_ = -1;
   DType returned_dtype_ = DType::f32;

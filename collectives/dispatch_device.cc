@@ -47,36 +47,16 @@ void DeviceDispatch::update(const int32_t* expert_ids, const DispatchShape& shap
   TAMOE_CHECK_CUDA(
       cudaMemcpyAsync(send_de.data(), cnt, N * sizeof(int64_t), cudaMemcpyDeviceToHost, stream));
   TAMOE_CHECK_CUDA(cudaStreamSynchronize(stream));
-  std::vector<int64_t> recv_se(static_cast<size_t>(P) * E);
-  TAMOE_CHECK_MPI(
-      MPI_Alltoall(send_de.data(), E, MPI_INT64_T, recv_se.data(), E, MPI_INT64_T, g.world()));
-  std::vector<int64_t> send_tot(P, 0), recv_tot(P, 0);
-  for (int d = 0; d < P; ++d)
-    for (int e = 0; e < E; ++e) {
-      send_tot[d] += send_de[d * E + e];
-      recv_tot[d] += recv_se[d * E + e];
-    }
-  counts_ = exchange_counts(g, send_tot.data(), recv_tot.data());
-  counts_t_.P = P;
-  counts_t_.c.resize(counts_.c.size());
-  for (int i = 0; i < P; ++i)
-    for (int j = 0; j < P; ++j) counts_t_.c[static_cast<size_t>(j) * P + i] = counts_.at(i, j);
-  send_rows_ = recv_rows_ = 0;
-  for (int64_t v : send_tot) send_rows_ += v;
-  for (int64_t v : recv_tot) recv_rows_ += v;
-  recv_se_off_ = packed_displs(recv_se.data(), P * E);
+  dc_ = exchange_dispatch_counts(g, send_de, E);
   send_de_off_ = packed_displs(send_de.data(), P * E);
-  recv_es_.resize(static_cast<size_t>(E) * P);
-  for (int e = 0; e < E; ++e)
-    for (int s = 0; s < P; ++s) recv_es_[e * P + s] = recv_se[s * E + e];
-  recv_es_off_ = packed_displs(recv_es_.data(), E * P);
   // Both reorder block lists, uploaded once: [0, 3B) source-major -> expert-major, [3B, 6B) back.
   const int B = P * E;
   std::vector<int64_t> lists(6 * static_cast<size_t>(B));
   for (int s = 0; s < P; ++s)
     for (int e = 0; e < E; ++e) {
       int b = s * E + e;
-      int64_t se = recv_se_off_[b], es = recv_es_off_[e * P + s], n = recv_se[b];
+      const int64_t se = dc_.recv_se_off[b], es = dc_.recv_es_off[e * P + s],
+                    n = dc_.recv_es[e * P + s];
       lists[b] = se;
       lists[B + b] = es;
       lists[2 * B + b] = n;
@@ -106,14 +86,14 @@ void DeviceDispatch::exchange_blocks(const void* src, void* dst, int64_t rb, boo
   char* d = static_cast<char*>(dst);
   ncclComm_t comm = a2a_->nccl().world();
   // Blocks between a pair are matched in posting order (expert order on both sides); both sides
-  // skip the same empty blocks: my send_de_[p, e] is rank p's recv_es_[e, me].
+  // skip the same empty blocks: my send_de_[p, e] is rank p's dc_.recv_es[e, me].
   TAMOE_CHECK_NCCL(ncclGroupStart());
   for (int p = 0; p < P_; ++p)
     for (int e = 0; e < E; ++e) {
       const size_t on = static_cast<size_t>(send_de_[p * E + e] * rb);
-      const size_t xn = static_cast<size_t>(recv_es_[e * P_ + p] * rb);
+      const size_t xn = static_cast<size_t>(dc_.recv_es[e * P_ + p] * rb);
       char* origin = const_cast<char*>(forward ? s : d) + send_de_off_[p * E + e] * rb;
-      char* expert = const_cast<char*>(forward ? d : s) + recv_es_off_[e * P_ + p] * rb;
+      char* expert = const_cast<char*>(forward ? d : s) + dc_.recv_es_off[e * P_ + p] * rb;
       if (forward) {
         if (xn) TAMOE_CHECK_NCCL(ncclRecv(expert, xn, ncclChar, p, comm, stream));
         if (on) TAMOE_CHECK_NCCL(ncclSend(origin, on, ncclChar, p, comm, stream));
@@ -130,20 +110,20 @@ bool DeviceDispatch::direct_blocks(int64_t rb) const {
   // while the reorder pass costs 2 * bytes / copy bandwidth (~2.9 TB/s there), so blocks under
   // ~5 MB are cheaper staged; the 8 MiB default leaves a margin (docs/collectives.md).
   const double blocks = static_cast<double>(P_) * P_ * shape_.experts_per_rank;
-  return static_cast<double>(counts_.total()) * static_cast<double>(rb) / blocks >=
+  return static_cast<double>(dc_.counts.total()) * static_cast<double>(rb) / blocks >=
          static_cast<double>(direct_bytes_);
 }
 
 void DeviceDispatch::forward_rows(const void* send_rows, int64_t row_bytes, void* expert_rows,
                                   cudaStream_t stream) {
-  RunInfo info = a2a_->choose(counts_, row_bytes);
+  RunInfo info = a2a_->choose(dc_.counts, row_bytes);
   if (info.algo == "nccl" && direct_blocks(row_bytes)) {
     exchange_blocks(send_rows, expert_rows, row_bytes, true, stream);
     last_ = info;
     return;
   }
-  void* st = stage_.reserve(std::max<int64_t>(1, recv_rows_ * row_bytes));
-  last_ = a2a_->run_named(info.algo, counts_,
+  void* st = stage_.reserve(std::max<int64_t>(1, dc_.recv_rows * row_bytes));
+  last_ = a2a_->run_named(info.algo, dc_.counts,
                           DeviceBuffers{send_rows, st, row_bytes, nullptr, nullptr}, stream);
   last_.reason = info.reason;
   reorder(st, expert_rows, row_bytes, true, stream);
@@ -151,15 +131,15 @@ void DeviceDispatch::forward_rows(const void* send_rows, int64_t row_bytes, void
 
 void DeviceDispatch::reverse_rows(const void* expert_rows, int64_t row_bytes, void* send_rows,
                                   cudaStream_t stream) {
-  RunInfo info = a2a_->choose(counts_t_, row_bytes);
+  RunInfo info = a2a_->choose(dc_.counts_t, row_bytes);
   if (info.algo == "nccl" && direct_blocks(row_bytes)) {
     exchange_blocks(expert_rows, send_rows, row_bytes, false, stream);
     last_ = info;
     return;
   }
-  void* st = stage_.reserve(std::max<int64_t>(1, recv_rows_ * row_bytes));
+  void* st = stage_.reserve(std::max<int64_t>(1, dc_.recv_rows * row_bytes));
   reorder(expert_rows, st, row_bytes, false, stream);
-  last_ = a2a_->run_named(info.algo, counts_t_,
+  last_ = a2a_->run_named(info.algo, dc_.counts_t,
                           DeviceBuffers{st, send_rows, row_bytes, nullptr, nullptr}, stream);
   last_.reason = info.reason;
 }
@@ -167,7 +147,7 @@ void DeviceDispatch::reverse_rows(const void* expert_rows, int64_t row_bytes, vo
 void DeviceDispatch::dispatch(const void* x, int64_t hidden, DType dtype, void* recv,
                               cudaStream_t stream) {
   const int64_t rb = hidden * dtype_bytes(dtype);
-  void* s = send_.reserve(std::max<int64_t>(1, send_rows_ * rb));
+  void* s = send_.reserve(std::max<int64_t>(1, dc_.send_rows * rb));
   TAMOE_CHECK_CUDA(kernels::permute_rows(x, static_cast<const int64_t*>(slot_row_.get()),
                                          shape_.tokens, shape_.k, rb, s, stream));
   forward_rows(s, rb, recv, stream);
@@ -176,7 +156,7 @@ void DeviceDispatch::dispatch(const void* x, int64_t hidden, DType dtype, void* 
 void DeviceDispatch::combine(const void* y, const float* weights, int64_t hidden, DType dtype,
                              void* out, cudaStream_t stream) {
   const int64_t rb = hidden * dtype_bytes(dtype);
-  void* r = returned_.reserve(std::max<int64_t>(1, send_rows_ * rb));
+  void* r = returned_.reserve(std::max<int64_t>(1, dc_.send_rows * rb));
   reverse_rows(y, rb, r, stream);
   returned_hidden_ = hidden;
   returned_dtype_ = dtype;
@@ -188,7 +168,7 @@ void DeviceDispatch::combine(const void* y, const float* weights, int64_t hidden
 void DeviceDispatch::dispatch_backward(const void* grad_recv, int64_t hidden, DType dtype,
                                        void* grad_x, cudaStream_t stream) {
   const int64_t rb = hidden * dtype_bytes(dtype);
-  void* s = send_.reserve(std::max<int64_t>(1, send_rows_ * rb));
+  void* s = send_.reserve(std::max<int64_t>(1, dc_.send_rows * rb));
   reverse_rows(grad_recv, rb, s, stream);
   TAMOE_CHECK_CUDA(kernels::unpermute_combine(s, static_cast<const int64_t*>(slot_row_.get()),
                                               nullptr, shape_.tokens, shape_.k, hidden,
@@ -205,7 +185,7 @@ void DeviceDispatch::combine_backward(const void* grad_out, const float* weights
              ? std::string("no combine")
              : str("hidden ", returned_hidden_, ", ", dtype_name(returned_dtype_)));
   const int64_t rb = hidden * dtype_bytes(dtype);
-  void* s = send_.reserve(std::max<int64_t>(1, send_rows_ * rb));
+  void* s = send_.reserve(std::max<int64_t>(1, dc_.send_rows * rb));
   TAMOE_CHECK_CUDA(kernels::combine_backward_scatter(
       grad_out, returned_.get(), static_cast<const int64_t*>(slot_row_.get()), weights,
       shape_.tokens, shape_.k, hidden, static_cast<int>(dtype), s, grad_weights, stream));

@@ -18,10 +18,10 @@ class DeviceDispatch {
   // device buffers, so a training step pays no cudaMalloc/cudaFree once the sizes have been seen.
   // Invalidates the rows kept by the last combine.
   void update(const int32_t* expert_ids, const DispatchShape& shape, cudaStream_t stream);
-  int64_t recv_rows() const { return recv_rows_; }
-  int64_t send_rows() const { return send_rows_; }
-  const std::vector<int64_t>& expert_counts() const { return recv_es_; }  // host, [e * P + s]
-  const std::vector<int64_t>& expert_offsets() const { return recv_es_off_; }
+  int64_t recv_rows() const { return dc_.recv_rows; }
+  int64_t send_rows() const { return dc_.send_rows; }
+  const std::vector<int64_t>& expert_counts() const { return dc_.recv_es; }  // host, [e * P + s]
+  const std::vector<int64_t>& expert_offsets() const { return dc_.recv_es_off; }
   const RunInfo& last_run() const { return last_; }
   // Whether flat NCCL moves rows of row_bytes one block per (peer, expert) straight into the
   // other layout (mean block >= TAMOE_DISPATCH_DIRECT_BYTES) instead of one message per peer plus
@@ -56,10 +56,8 @@ class DeviceDispatch {
   DeviceBuffer slot_row_;          // int64 [tokens * k]
   DeviceBuffer count_dev_, work_;  // permute_slots' counts and workspace
   std::vector<int32_t> ids_host_;
-  CountMatrix counts_, counts_t_;
-  std::vector<int64_t> recv_es_, recv_es_off_, recv_se_off_;
-  std::vector<int64_t> send_de_, send_de_off_;  // [d * E + e]: rows to rank d's local expert e
-  int64_t send_rows_ = 0, recv_rows_ = 0;
+  DispatchCounts dc_;
+  std::vector<int64_t> send_de_, send_de_off_;     // [d * E + e]: rows to rank d's local expert e
   DeviceBuffer send_, stage_, returned_, blocks_;  // blocks_: both reorder block lists
   int64_t direct_bytes_ = 0;                       // TAMOE_DISPATCH_DIRECT_BYTES at update()
   int64_t returned_hidden_ = -1;
