@@ -5,13 +5,14 @@
 // and the ranking reads the keys of other lanes from the same copy.
 //
 // Selection by threshold. Each lane takes the largest of its keys (and, on 4 or 8 lanes with k > 2,
-// the second largest too); the k-th largest of these values, T, is at most the token's k-th largest
-// key (they are distinct keys of the token), so the top k are among the keys >= T. On random logits
-// ~1.05k to 1.3k keys pass. The group writes the candidates (key, expert) to a list in shared
-// memory, and each lane ranks a candidate (two when there are more candidates than lanes) against
-// the whole list (greater key, or equal key and lower expert: the host's tie rule); rank r < k is
-// slot r. One compare per key replaces a per-key insertion into a k-long list, so k costs little.
-// k = 2 on 4 lanes skips the threshold: the lanes' best two (key, expert) are merged directly.
+// the second largest too; for k = 5-8 on 4 lanes the maxima of its four 4-key chunks); the k-th
+// largest of these values, T, is at most the token's k-th largest key (they are distinct keys of
+// the token), so the top k are among the keys >= T. On random logits ~1.05k to 1.3k keys pass.
+// The group writes the candidates (key, expert) to a list in shared memory, and each lane ranks up
+// to 1, 2 or 4 candidates in one pass over the whole list (greater key, or equal key and lower
+// expert: the host's tie rule; rank_candidates); rank r < k is slot r. One compare per key replaces
+// a per-key insertion into a k-long list, so k costs little. k = 2 on 4 lanes skips the threshold:
+// the lanes' best two (key, expert) are merged directly.
 //
 // Correctness does not depend on T being a bound: the list holds every key >= T, and when it has
 // fewer than k entries, more than kMaxCand (many equal keys, e.g. a constant row) or T is -inf
@@ -547,6 +548,24 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
   }
 }
 
+// Launches `kernel` with programmatic stream serialization (see gate_device.cuh): it may start
+// before the kernel ahead of it on `stream` ends, and waits for it before touching memory.
+template <typename... Params, typename... Args>
+cudaError_t launch_programmatic(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shmem,
+                                cudaStream_t stream, Args... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = shmem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
 template <int G, int V4, bool kChunks = false>
 cudaError_t launch(const GateParams& p, const float* logits, const float* bias, int32_t* ids,
                    float* scores, float* lse, int32_t* count, unsigned long long* nonfinite,
@@ -579,18 +598,9 @@ cudaError_t launch(const GateParams& p, const float* logits, const float* bias, 
   const int64_t cap = int64_t(sms) * per_sm;
   const int64_t iters = (want + cap - 1) / cap;
   const int64_t grid = (want + iters - 1) / iters;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(grid));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = shmem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, kernel, p.tokens, p.experts, p.k, p.score, logits, bias, ids,
-                            scores, lse, count, nonfinite);
+  return launch_programmatic(kernel, dim3(static_cast<unsigned>(grid)), dim3(kThreads), shmem,
+                             stream, p.tokens, p.experts, p.k, p.score, logits, bias, ids, scores,
+                             lse, count, nonfinite);
 }
 
 bool aligned16(const void* ptr) {
@@ -601,16 +611,8 @@ bool aligned16(const void* ptr) {
 
 cudaError_t launch_prep(int32_t* zero_count, int experts, unsigned long long* first_nonfinite,
                         cudaStream_t stream) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(1);
-  cfg.blockDim = dim3(256);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, prep_kernel, zero_count, experts, first_nonfinite);
+  return launch_programmatic(prep_kernel, dim3(1), dim3(256), 0, stream, zero_count, experts,
+                             first_nonfinite);
 }
 
 bool topk_fast_supported(const GateParams& p, const float* logits, const float* bias) {

@@ -50,6 +50,17 @@ struct Dev {
   }
 };
 
+// Top-k parameters for S tokens over N experts, E experts per rank (N / E ranks), no node limit.
+K::GateParams topk_params(int64_t tokens, int n, int k, int experts_per_rank = 4) {
+  K::GateParams p;
+  p.tokens = tokens;
+  p.experts = n;
+  p.k = k;
+  p.experts_per_rank = experts_per_rank;
+  p.ranks = n / experts_per_rank;
+  return p;
+}
+
 bool close(double a, double b, double rel, double floor_abs) {
   return std::abs(a - b) <= rel * std::abs(b) + floor_abs;
 }
@@ -285,13 +296,8 @@ TEST_CASE("each CUDA top-k path equals the host gate", "[routing][cuda]") {
         INFO("tokens " << sh.tokens << " N " << sh.n << " k " << sh.k << " ties " << ties
                        << " bias " << with_bias << " sigmoid " << (score == ScoreFn::sigmoid)
                        << " path " << path);
-        K::GateParams p;
-        p.tokens = sh.tokens;
-        p.experts = sh.n;
-        p.k = sh.k;
+        K::GateParams p = topk_params(sh.tokens, sh.n, sh.k);
         p.score = score == ScoreFn::softmax ? K::kGateSoftmax : K::kGateSigmoid;
-        p.experts_per_rank = 4;
-        p.ranks = sh.n / 4;
         p.zero_count = true;
         p.path = path;
         const cudaError_t rc = K::gate_topk(p, dz.p, with_bias ? dbias.p : nullptr, ids.p, scores.p,
@@ -328,12 +334,7 @@ TEST_CASE("each CUDA top-k path equals the host gate", "[routing][cuda]") {
     }
   CHECK(combos == int(shapes.size()) * 4 * 2);
   // A forced path outside its range is refused, not run.
-  K::GateParams p;
-  p.tokens = 8;
-  p.experts = 512;
-  p.k = 9;  // the lanes kernel takes k <= 8
-  p.experts_per_rank = 4;
-  p.ranks = 128;
+  K::GateParams p = topk_params(8, 512, 9);  // the lanes kernel takes k <= 8
   p.path = K::kGatePathLanes;
   Dev<float> dz(8 * 512);
   Dev<int32_t> ids(8 * 9);
@@ -359,12 +360,7 @@ TEST_CASE("each CUDA top-k path reports the first non-finite logit", "[routing][
         Dev<int32_t> ids(s * k);
         Dev<float> scores(s * k);
         Dev<unsigned long long> bad(1);
-        K::GateParams p;
-        p.tokens = s;
-        p.experts = n;
-        p.k = k;
-        p.experts_per_rank = 4;
-        p.ranks = n / 4;
+        K::GateParams p = topk_params(s, n, k);
         p.path = path;
         REQUIRE(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0) ==
                 cudaSuccess);
@@ -405,25 +401,16 @@ TEST_CASE("a CUDA gate call reads what the kernel before it wrote", "[routing][c
     MatrixRf z(s, n);
     for (int i = 0; i < z.size(); ++i) z.data()[i] = d(rng);
     Dev<float> dz(z.data(), z.size());
-    K::GateParams a;
-    a.tokens = s;
-    a.experts = n;
-    a.k = k;
-    a.experts_per_rank = 4;
-    a.ranks = n / 4;
+    K::GateParams a = topk_params(s, n, k);
     a.zero_count = true;
     a.score = round % 2 ? K::kGateSigmoid : K::kGateSoftmax;
-    K::GateParams b = a;
-    b.experts = k;  // B's logits are A's S x k scores
-    b.k = k2;
-    b.experts_per_rank = 2;
-    b.ranks = k / 2;
+    K::GateParams b = topk_params(s, k, k2, 2);  // B's logits are A's S x k scores
+    b.zero_count = true;
+    b.score = a.score;
     // Zeros first (a memset orders normally): a B that ran early would see only ties.
     CUDA_OK(cudaMemsetAsync(scores.p, 0, sizeof(float) * s * k, st));
-    for (int rep = 0; rep < 3; ++rep) {
-      CUDA_OK(K::gate_topk(a, dz.p, nullptr, ids.p, scores.p, nullptr, count.p, bad.p, st));
-      CUDA_OK(K::gate_topk(b, scores.p, scores.p, ids2.p, scores2.p, nullptr, count2.p, bad.p, st));
-    }
+    CUDA_OK(K::gate_topk(a, dz.p, nullptr, ids.p, scores.p, nullptr, count.p, bad.p, st));
+    CUDA_OK(K::gate_topk(b, scores.p, scores.p, ids2.p, scores2.p, nullptr, count2.p, bad.p, st));
     CUDA_OK(cudaStreamSynchronize(st));
     const auto ha = scores.get();
     MatrixRf za(s, k);
