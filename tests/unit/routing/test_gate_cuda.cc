@@ -348,8 +348,8 @@ TEST_CASE("each CUDA top-k path equals the host gate", "[routing][cuda]") {
 TEST_CASE("each CUDA top-k path reports the first non-finite logit", "[routing][cuda]") {
   if (!have_gpu()) return;
   for (int path : {K::kGatePathAuto, K::kGatePathLanes, K::kGatePathGeneric})
-    for (int n : {32, 256})
-      for (int k : {2, 4}) {
+    for (int n : {32, 64, 256})  // 64: the 4-lane kernels (k = 2 best two, k = 4 top two, k = 8 chunks)
+      for (int k : {2, 4, 8}) {
         INFO("path " << path << " N " << n << " k " << k);
         const int s = 100;
         std::vector<float> z(s * n, 0.25f);
