@@ -94,8 +94,10 @@ void GpuMoeLayer::route_gate(int64_t S) {
   gp.nodes = layout_.num_nodes();
   gp.max_nodes = cfg_.gate.max_nodes;
   gp.node_score_top = cfg_.gate.node_score_top;
+  // The gate zeroes the counts itself: on the fast path a zeroing kernel that the top-k kernel
+  // overlaps (programmatic launch), instead of a memset it would wait for.
+  gp.zero_count = true;
   auto* count = typed<int32_t>(topk_count_, N_);
-  TAMOE_CHECK_CUDA(cudaMemsetAsync(count, 0, N_ * sizeof(int32_t), stream_));
   HostStage hs = stage_of(host_.reserve(stage_bytes(N_, copies)), N_, copies);
   auto* nonfinite = typed<unsigned long long>(nonfinite_, 1);
   TAMOE_CHECK_CUDA(kernels::gate_topk(gp, logits, bias, typed<int32_t>(topk_ids_, copies),

@@ -347,8 +347,9 @@ TEST_CASE("each CUDA top-k path equals the host gate", "[routing][cuda]") {
 // later call on clean logits reports none again; k above N is refused.
 TEST_CASE("each CUDA top-k path reports the first non-finite logit", "[routing][cuda]") {
   if (!have_gpu()) return;
+  // N = 64 runs the 4-lane kernels (k = 2: best two, 4: top two, 8: chunk thresholds).
   for (int path : {K::kGatePathAuto, K::kGatePathLanes, K::kGatePathGeneric})
-    for (int n : {32, 64, 256})  // 64: the 4-lane kernels (k = 2 best two, k = 4 top two, k = 8 chunks)
+    for (int n : {32, 64, 256})
       for (int k : {2, 4, 8}) {
         INFO("path " << path << " N " << n << " k " << k);
         const int s = 100;
