@@ -250,6 +250,12 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
   // groups of a warp, which read their lists in lockstep, on different banks.
   constexpr int kStride = kMaxCand + 1;
   __shared__ float2 cand[kWarps * kTokensPerWarp * kStride];
+  // 4 lanes (N <= 64): the ranking puts each chosen expert in its slot here, and lane s then writes
+  // slots s and s + 4, one or two per lane instead of up to four on the lanes that hold them (H100,
+  // N = 64: k = 4 14.4 -> 14.1 us, k = 8 from a graph 16.0 -> 15.3; at 8 lanes and more it was
+  // 2-16% slower).
+  constexpr bool kSlots = G == 4;
+  __shared__ int slot_e[kSlots ? kWarps * kTokensPerWarp * 8 : 1];
   // Dynamic: the bias (N floats; zeros without bias), kStages rows of logits per group (the one
   // ranked, its candidates read back from it, and those in flight), then the histogram (N ints).
   extern __shared__ float4 dyn[];
@@ -475,11 +481,16 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
         }
         __syncwarp();
         // Slot r of the token gets the candidate of rank r (key desc, then expert asc).
+        const int gslot = (warp * kTokensPerWarp + group) * 8;
         auto emit = [&](int r, int e) {
-          const float zs = row_f[e];
-          id_row[r] = e;
-          sc_row[r] = chosen_score(score_fn, zs, mx, inv_sum);
-          if (count) atomicAdd(&hist[e], 1);
+          if constexpr (kSlots) {
+            slot_e[gslot + r] = e;
+          } else {
+            const float zs = row_f[e];
+            id_row[r] = e;
+            sc_row[r] = chosen_score(score_fn, zs, mx, inv_sum);
+            if (count) atomicAdd(&hist[e], 1);
+          }
         };
         // Candidates lane + G * j of the list, j < R, ranked in one pass: R = 1 when no token of
         // the warp has more candidates than lanes, 2 (up to 8 lanes) when none has more than twice.
@@ -514,6 +525,16 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
             }
             if (r < k) emit(r, me_e);
           }
+        }
+        if constexpr (kSlots) {
+          __syncwarp();  // the ranks < k fill slots 0..k-1 (distinct ranks: a permutation)
+          if (live)
+            for (int r = lane; r < k; r += G) {
+              const int e = slot_e[gslot + r];
+              id_row[r] = e;
+              sc_row[r] = chosen_score(score_fn, row_f[e], mx, inv_sum);
+              if (count) atomicAdd(&hist[e], 1);
+            }
         }
       } else {
         // Exact fallback, k rounds: the best key that comes after the previous pick in the order
@@ -618,13 +639,14 @@ cudaError_t launch_as(const GateParams& p, const float* logits, const float* bia
 
 // Rows that fill the lanes exactly (N = 4 * G * V4: 64, 128, 256, 512, 1024) take the kernel
 // without padding guards (H100: N = 64 k = 4 14.8 -> 14.5 us, N = 128 k = 8 24.8 -> 24.1, N = 256
-// k = 8 40.5 -> 37.8), except 16 lanes with k <= 2, which the other register allocation slows
-// (N = 256 k = 2 34.1 -> 36.4).
+// k = 8 40.5 -> 37.8, N = 1024 k = 2 106.2 -> 100.9), except where the other register allocation
+// is slower: 16 lanes with k <= 2 (N = 256 k = 2 34.1 -> 36.4) and 8 chunks a lane with k > 2
+// (N = 1024 k = 8 110.4 -> 113.6).
 template <int G, int V4, bool kChunks = false>
 cudaError_t launch(const GateParams& p, const float* logits, const float* bias, int32_t* ids,
                    float* scores, float* lse, int32_t* count, unsigned long long* nonfinite,
                    cudaStream_t stream) {
-  if (p.experts == 4 * G * V4 && !(G == 16 && p.k <= 2))
+  if (p.experts == 4 * G * V4 && !(G == 16 && p.k <= 2) && !(V4 == 8 && p.k > 2))
     return launch_as<G, V4, kChunks, true>(p, logits, bias, ids, scores, lse, count, nonfinite,
                                            stream);
   return launch_as<G, V4, kChunks, false>(p, logits, bias, ids, scores, lse, count, nonfinite,
