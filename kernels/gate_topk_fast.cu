@@ -252,8 +252,8 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
   __shared__ float2 cand[kWarps * kTokensPerWarp * kStride];
   // 4 lanes (N <= 64): the ranking puts each chosen expert in its slot here, and lane s then writes
   // slots s and s + 4, one or two per lane instead of up to four on the lanes that hold them (H100,
-  // N = 64: k = 4 14.4 -> 14.1 us, k = 8 from a graph 16.0 -> 15.3; at 8 lanes and more it was
-  // 2-16% slower).
+  // N = 64, two calls: k = 8 17.6 -> 17.0 us, 16.0 -> 15.4 from a graph; k = 2 and 4 within 2%; at
+  // 8 lanes and more it was 2-16% slower).
   constexpr bool kSlots = G == 4;
   __shared__ int slot_e[kSlots ? kWarps * kTokensPerWarp * 8 : 1];
   // Dynamic: the bias (N floats; zeros without bias), kStages rows of logits per group (the one
