@@ -44,6 +44,17 @@ struct GateParams {
   // launch gaps a memset + kernel would leave per step.
   bool zero_count = false;
   int path = kGatePathAuto;  // gate_topk only: GatePath
+
+  // S tokens over N experts, E experts per rank on N / E ranks (E divides N), no node limit.
+  static GateParams regular(int64_t tokens, int experts, int k, int experts_per_rank) {
+    GateParams p;
+    p.tokens = tokens;
+    p.experts = experts;
+    p.k = k;
+    p.experts_per_rank = experts_per_rank;
+    p.ranks = experts / experts_per_rank;
+    return p;
+  }
 };
 
 // Scores and top-k. In: logits (S x N), bias (N, or null). Out: expert_ids and scores (S x k,

@@ -231,12 +231,7 @@ int main(int argc, char** argv) {
     for (int k : ks) {
       if (k < 1 || k > n) continue;
       for (const std::string& path : paths) {
-        K::GateParams p;
-        p.tokens = tokens;
-        p.experts = n;
-        p.k = k;
-        p.experts_per_rank = experts_per_rank;
-        p.ranks = n / experts_per_rank;
+        K::GateParams p = K::GateParams::regular(tokens, n, k, experts_per_rank);
         p.zero_count = true;  // the counts are zeroed inside the timed step
         p.path = path_ids.at(path);
         if (K::gate_topk(p, logits[0], bias, ids, scores, lse, count, nullptr, 0) ==

@@ -83,13 +83,8 @@ void GpuMoeLayer::route_gate(int64_t S) {
   linear_forward(*blas_, x_, p_.gate.w, p_.gate.b, S, H_, N_, logits);
   const float* bias = has_bias_ ? static_cast<const float*>(bias_.get()) : nullptr;
 
-  kernels::GateParams gp;
-  gp.tokens = S;
-  gp.experts = N_;
-  gp.k = k_;
+  kernels::GateParams gp = kernels::GateParams::regular(S, N_, k_, E_);  // P_ = N_ / E_ ranks
   gp.score = kernels::kGateSoftmax;
-  gp.experts_per_rank = E_;
-  gp.ranks = P_;
   gp.node_of_rank = static_cast<const int*>(node_of_rank_.get());
   gp.nodes = layout_.num_nodes();
   gp.max_nodes = cfg_.gate.max_nodes;

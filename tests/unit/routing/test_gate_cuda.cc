@@ -50,17 +50,6 @@ struct Dev {
   }
 };
 
-// Top-k parameters for S tokens over N experts, E experts per rank (N / E ranks), no node limit.
-K::GateParams topk_params(int64_t tokens, int n, int k, int experts_per_rank = 4) {
-  K::GateParams p;
-  p.tokens = tokens;
-  p.experts = n;
-  p.k = k;
-  p.experts_per_rank = experts_per_rank;
-  p.ranks = n / experts_per_rank;
-  return p;
-}
-
 bool close(double a, double b, double rel, double floor_abs) {
   return std::abs(a - b) <= rel * std::abs(b) + floor_abs;
 }
@@ -98,13 +87,8 @@ void run_case(const Case& c, unsigned seed) {
 
   // Stage 1: top-k.
   const TopK host = select_topk(z, bias, layout, o);
-  K::GateParams p;
-  p.tokens = s;
-  p.experts = n;
-  p.k = c.k;
+  K::GateParams p = K::GateParams::regular(s, n, c.k, c.experts_per_rank);
   p.score = c.score == ScoreFn::softmax ? K::kGateSoftmax : K::kGateSigmoid;
-  p.experts_per_rank = c.experts_per_rank;
-  p.ranks = c.ranks;
   Dev<int> node_of_rank(layout.node_of_rank.data(), layout.node_of_rank.size());
   p.node_of_rank = node_of_rank.p;
   p.nodes = layout.num_nodes();
@@ -299,7 +283,7 @@ TEST_CASE("each CUDA top-k path equals the host gate", "[routing][cuda]") {
         INFO("tokens " << sh.tokens << " N " << sh.n << " k " << sh.k << " ties " << ties
                        << " bias " << with_bias << " sigmoid " << (score == ScoreFn::sigmoid)
                        << " path " << path);
-        K::GateParams p = topk_params(sh.tokens, sh.n, sh.k);
+        K::GateParams p = K::GateParams::regular(sh.tokens, sh.n, sh.k, 4);
         p.score = score == ScoreFn::softmax ? K::kGateSoftmax : K::kGateSigmoid;
         p.zero_count = true;
         p.path = path;
@@ -337,7 +321,7 @@ TEST_CASE("each CUDA top-k path equals the host gate", "[routing][cuda]") {
     }
   CHECK(combos == int(shapes.size()) * 4 * 2);
   // A forced path outside its range is refused, not run.
-  K::GateParams p = topk_params(8, 512, 9);  // the lanes kernel takes k <= 8
+  K::GateParams p = K::GateParams::regular(8, 512, 9, 4);  // the lanes kernel takes k <= 8
   p.path = K::kGatePathLanes;
   Dev<float> dz(8 * 512);
   Dev<int32_t> ids(8 * 9);
@@ -364,7 +348,7 @@ TEST_CASE("each CUDA top-k path reports the first non-finite logit", "[routing][
         Dev<int32_t> ids(s * k);
         Dev<float> scores(s * k);
         Dev<unsigned long long> bad(1);
-        K::GateParams p = topk_params(s, n, k);
+        K::GateParams p = K::GateParams::regular(s, n, k, 4);
         p.path = path;
         REQUIRE(K::gate_topk(p, dz.p, nullptr, ids.p, scores.p, nullptr, nullptr, bad.p, 0) ==
                 cudaSuccess);
@@ -405,10 +389,10 @@ TEST_CASE("a CUDA gate call reads what the kernel before it wrote", "[routing][c
     MatrixRf z(s, n);
     for (int i = 0; i < z.size(); ++i) z.data()[i] = d(rng);
     Dev<float> dz(z.data(), z.size());
-    K::GateParams a = topk_params(s, n, k);
+    K::GateParams a = K::GateParams::regular(s, n, k, 4);
     a.zero_count = true;
     a.score = round % 2 ? K::kGateSigmoid : K::kGateSoftmax;
-    K::GateParams b = topk_params(s, k, k2, 2);  // B's logits are A's S x k scores
+    K::GateParams b = K::GateParams::regular(s, k, k2, 2);  // B's logits are A's S x k scores
     b.zero_count = true;
     b.score = a.score;
     // Zeros first (a memset orders normally): a B that ran early would see only ties.
