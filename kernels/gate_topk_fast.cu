@@ -456,11 +456,11 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
       const float inv_sum = __frcp_rn(sum);
 
       if (!__any_sync(kFull, fallback)) {
-        if constexpr (kChunks) {
-          // 4 lanes with ~2.5 candidates each (k = 5-8): predicated stores of the keys in the
-          // registers (H100, N = 64, k = 8: 18.5 -> 17.9 us); the loop over the mask bits below
-          // wins where lanes have fewer candidates (N = 128-256, k = 2: predicated stores were
-          // 6-8% slower).
+        if constexpr (kChunks || G == 4) {
+          // 4 lanes (N <= 64): predicated stores of the keys in the registers (H100, N = 64,
+          // k = 8: 18.5 -> 17.9 us; k = 4: 14.22-14.27 -> 13.84-13.97, from a graph within 1%);
+          // the loop over the mask bits below wins at 8 lanes and more (N = 128-256, k = 2:
+          // predicated stores were 6-8% slower).
           int pos = list + incl - c;
 #pragma unroll
           for (int i = 0; i < V; ++i)
