@@ -281,9 +281,6 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
   // kernel, or the one that wrote the logits or the bias) still runs, so it waits for that kernel
   // before it reads any input.
   wait_prerequisites();
-  for (int c = threadIdx.x; c < n4; c += blockDim.x)
-    bias_s[c] = bias ? __ldcg(bias4 + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);  // L2: coherent
-  __syncthreads();
   const int64_t stride = int64_t(gridDim.x) * kGroups;
   int64_t t = (int64_t(blockIdx.x) * kWarps + warp) * kTokensPerWarp + group;
   // The loop bound is per warp so that every lane takes part in every shuffle.
@@ -294,10 +291,6 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
   const int64_t warp_steps = span <= UINT32_MAX && stride <= UINT32_MAX
                                  ? int64_t(uint32_t(span) / uint32_t(stride))
                                  : span / stride;
-  // The lane's bias chunks; a padding chunk (c >= n4) reads a real one: its keys stay -inf.
-  int bias_chunk[V4];
-#pragma unroll
-  for (int j = 0; j < V4; ++j) bias_chunk[j] = lane + G * j < n4 ? lane + G * j : 0;
   // Rows past the last token (a warp's last step may be partly past it) load the last row again,
   // so no load needs a guard; only the writes check `live`.
   const float4* logits4 = reinterpret_cast<const float4*>(logits);
@@ -310,8 +303,16 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
     }
     cp_async_commit();  // possibly empty: the wait below counts groups
   };
+  // The first rows go out before the bias load, so the two round trips overlap.
 #pragma unroll
   for (int s = 0; s + 1 < kStages; ++s) fetch(s, s);
+  for (int c = threadIdx.x; c < n4; c += blockDim.x)
+    bias_s[c] = bias ? __ldcg(bias4 + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);  // L2: coherent
+  __syncthreads();
+  // The lane's bias chunks; a padding chunk (c >= n4) reads a real one: its keys stay -inf.
+  int bias_chunk[V4];
+#pragma unroll
+  for (int j = 0; j < V4; ++j) bias_chunk[j] = lane + G * j < n4 ? lane + G * j : 0;
   int buf = 0;
   for (int64_t step = 0; step < warp_steps; ++step, t += stride) {
     const bool live = t < tokens;
