@@ -371,8 +371,10 @@ TEST_CASE("each CUDA top-k path reports the first non-finite logit", "[routing][
 
 // Back-to-back calls on one stream: call B ranks the scores call A has just written (the fast path
 // lets the next kernel launch early, so each kernel must wait for the one before it before it
-// reads). B's ids and counts must equal the host gate on A's scores (token 0's scores doubling as
-// B's bias), every time.
+// reads, and a top-k kernel that reads at once must wait for its zeroing kernel before it adds
+// its counts). B's ids and counts must equal the host gate on A's scores (token 0's scores
+// doubling as B's bias), and A's counts the host gate on A's logits, every time; with and without
+// the non-finite report (which changes how the zeroing and top-k kernels are chained).
 TEST_CASE("a CUDA gate call reads what the kernel before it wrote", "[routing][cuda]") {
   if (!have_gpu()) return;
   const int64_t s = 65536;
@@ -384,11 +386,14 @@ TEST_CASE("a CUDA gate call reads what the kernel before it wrote", "[routing][c
   Dev<int32_t> ids(s * k), count(n), ids2(s * k2), count2(k);
   Dev<float> scores(s * k), scores2(s * k2);
   Dev<unsigned long long> bad(1);
-  for (int round = 0; round < 6; ++round) {
-    INFO("round " << round);
+  for (int round = 0; round < 8; ++round) {
+    const bool report = round / 2 % 2 == 0;
+    INFO("round " << round << " non-finite report " << report);
     MatrixRf z(s, n);
     for (int i = 0; i < z.size(); ++i) z.data()[i] = d(rng);
     Dev<float> dz(z.data(), z.size());
+    CUDA_OK(cudaDeviceSynchronize());  // the upload (legacy stream) before the gate's stream runs
+    unsigned long long* nf = report ? bad.p : nullptr;
     K::GateParams a = K::GateParams::regular(s, n, k, 4);
     a.zero_count = true;
     a.score = round % 2 ? K::kGateSigmoid : K::kGateSoftmax;
@@ -397,8 +402,9 @@ TEST_CASE("a CUDA gate call reads what the kernel before it wrote", "[routing][c
     b.score = a.score;
     // Zeros first (a memset orders normally): a B that ran early would see only ties.
     CUDA_OK(cudaMemsetAsync(scores.p, 0, sizeof(float) * s * k, st));
-    CUDA_OK(K::gate_topk(a, dz.p, nullptr, ids.p, scores.p, nullptr, count.p, bad.p, st));
-    CUDA_OK(K::gate_topk(b, scores.p, scores.p, ids2.p, scores2.p, nullptr, count2.p, bad.p, st));
+    CUDA_OK(cudaMemsetAsync(bad.p, 0, sizeof(unsigned long long), st));
+    CUDA_OK(K::gate_topk(a, dz.p, nullptr, ids.p, scores.p, nullptr, count.p, nf, st));
+    CUDA_OK(K::gate_topk(b, scores.p, scores.p, ids2.p, scores2.p, nullptr, count2.p, nf, st));
     CUDA_OK(cudaStreamSynchronize(st));
     const auto ha = scores.get();
     MatrixRf za(s, k);
@@ -414,7 +420,15 @@ TEST_CASE("a CUDA gate call reads what the kernel before it wrote", "[routing][c
     CHECK(id_bad == 0);
     const auto hc = count2.get();
     for (int e = 0; e < k; ++e) CHECK(hc[e] == host.expert_count[e]);
-    CHECK(bad.get()[0] == ~0ull);
+    CHECK(bad.get()[0] == (report ? ~0ull : 0ull));
+    GateOptions oa;
+    oa.k = k;
+    oa.score = o.score;
+    const TopK host_a = select_topk(z, Eigen::VectorXf(), ExpertLayout::regular(n / 4, 4, 1), oa);
+    const auto hca = count.get();
+    int count_bad = 0;
+    for (int e = 0; e < n; ++e) count_bad += hca[e] != host_a.expert_count[e];
+    CHECK(count_bad == 0);
   }
   cudaStreamDestroy(st);
 }
