@@ -371,10 +371,9 @@ TEST_CASE("each CUDA top-k path reports the first non-finite logit", "[routing][
 
 // Back-to-back calls on one stream: call B ranks the scores call A has just written (the fast path
 // lets the next kernel launch early, so each kernel must wait for the one before it before it
-// reads, and a top-k kernel that reads at once must wait for its zeroing kernel before it adds
-// its counts). B's ids and counts must equal the host gate on A's scores (token 0's scores
+// reads or writes). B's ids and counts must equal the host gate on A's scores (token 0's scores
 // doubling as B's bias), and A's counts the host gate on A's logits, every time; with and without
-// the non-finite report (which changes how the zeroing and top-k kernels are chained).
+// the non-finite report.
 TEST_CASE("a CUDA gate call reads what the kernel before it wrote", "[routing][cuda]") {
   if (!have_gpu()) return;
   const int64_t s = 65536;
