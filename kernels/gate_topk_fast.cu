@@ -36,11 +36,15 @@ namespace {
 // without spilling, so __launch_bounds__ asks for 4 resident blocks (32 warps per SM): on H100 that
 // took N = 128 from 21.4 / 24.0 / 29.8 to 20.0 / 22.6 / 27.1 us at k = 2 / 4 / 8. (With the rows in
 // registers, the same request spilled and was 10-40% slower.) 16 and 32 lanes keep the default.
-template <int G, int V4>
+// kSmall: 128 threads and 8 resident blocks, for 4 lanes with k >= 4, where blocks of 4 warps wait
+// less for one another at their barriers (H100, N = 64, three runs: k = 4 13.16-13.38 ->
+// 12.90-12.93 us, k = 6 14.47-14.57 -> 14.29-14.34, k = 8 16.46-16.50 -> 16.22-16.28); k = 3 was
+// 4% slower with them (12.5 -> 13.0 us), k = 2 18% (10.9 -> 12.8).
+template <int G, int V4, bool kSmall = false>
 struct BlockShape {
-  static constexpr int threads = G <= 8 ? 256 : 128;
+  static constexpr int threads = kSmall || G > 8 ? 128 : 256;
   static constexpr int stages = 2;
-  static constexpr int min_blocks = G <= 8 && V4 <= 4 ? 4 : 1;
+  static constexpr int min_blocks = G <= 8 && V4 <= 4 ? (kSmall ? 8 : 4) : 1;
 };
 
 // The zeroing kernel: count[0..n) = 0 and *nonfinite = UINT64_MAX (either may be null). Launched
@@ -237,14 +241,15 @@ __device__ __forceinline__ void rank_candidates(const float2* list, int nr, int 
   }
 }
 
-template <int G, int V4, bool kChunks, bool kWhole>
-__global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>::min_blocks)
+template <int G, int V4, bool kChunks, bool kWhole, bool kSmall>
+__global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
+                                  BlockShape<G, V4, kSmall>::min_blocks)
     topk_fast_kernel(int64_t tokens, int n, int k, int score_fn, const float* __restrict__ logits,
                      const float* __restrict__ bias, int32_t* __restrict__ ids,
                      float* __restrict__ scores, float* __restrict__ lse_out,
                      int32_t* __restrict__ count, unsigned long long* nonfinite) {
   constexpr int V = 4 * V4;
-  constexpr int kWarps = BlockShape<G, V4>::threads / 32;
+  constexpr int kWarps = BlockShape<G, V4, kSmall>::threads / 32;
   constexpr int kTokensPerWarp = 32 / G;
   // One candidate list per group: (key, expert) and the logit. The odd stride (in float2) puts the
   // groups of a warp, which read their lists in lockstep, on different banks.
@@ -260,7 +265,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4>::threads, BlockShape<G, V4>:
   // ranked, its candidates read back from it, and those in flight), then the histogram (N ints).
   extern __shared__ float4 dyn[];
   constexpr int kGroups = kWarps * kTokensPerWarp;
-  constexpr int kStages = BlockShape<G, V4>::stages;
+  constexpr int kStages = BlockShape<G, V4, kSmall>::stages;
   const int warp_lane = threadIdx.x & 31;
   const int lane = warp_lane % G;
   const int group_base = warp_lane - lane;
@@ -601,15 +606,15 @@ cudaError_t launch_programmatic(void (*kernel)(Params...), dim3 grid, dim3 block
   return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
-template <int G, int V4, bool kChunks = false, bool kWhole = false>
+template <int G, int V4, bool kChunks, bool kWhole, bool kSmall>
 cudaError_t launch_as(const GateParams& p, const float* logits, const float* bias, int32_t* ids,
                       float* scores, float* lse, int32_t* count, unsigned long long* nonfinite,
                       cudaStream_t stream) {
-  auto* kernel = topk_fast_kernel<G, V4, kChunks, kWhole>;
-  constexpr int kThreads = BlockShape<G, V4>::threads;
+  auto* kernel = topk_fast_kernel<G, V4, kChunks, kWhole, kSmall>;
+  constexpr int kThreads = BlockShape<G, V4, kSmall>::threads;
   constexpr int kWarps = kThreads / 32;
   constexpr int kGroups = kThreads / G;
-  constexpr int kStages = BlockShape<G, V4>::stages;
+  constexpr int kStages = BlockShape<G, V4, kSmall>::stages;
   // The bias and kStages rows per group (N floats each), and the histogram (N ints).
   auto shmem_for = [](size_t n) { return sizeof(float) * n * (1 + kStages * kGroups) + 4 * n; };
   const size_t shmem = shmem_for(p.experts);
@@ -643,15 +648,15 @@ cudaError_t launch_as(const GateParams& p, const float* logits, const float* bia
 // k = 8 40.5 -> 37.8, N = 1024 k = 2 106.2 -> 100.9), except where the other register allocation
 // is slower: 16 lanes with k <= 2 (N = 256 k = 2 34.1 -> 36.4) and 8 chunks a lane with k > 2
 // (N = 1024 k = 8 110.4 -> 113.6).
-template <int G, int V4, bool kChunks = false>
+template <int G, int V4, bool kChunks = false, bool kSmall = false>
 cudaError_t launch(const GateParams& p, const float* logits, const float* bias, int32_t* ids,
                    float* scores, float* lse, int32_t* count, unsigned long long* nonfinite,
                    cudaStream_t stream) {
   if (p.experts == 4 * G * V4 && !(G == 16 && p.k <= 2) && !(V4 == 8 && p.k > 2))
-    return launch_as<G, V4, kChunks, true>(p, logits, bias, ids, scores, lse, count, nonfinite,
-                                           stream);
-  return launch_as<G, V4, kChunks, false>(p, logits, bias, ids, scores, lse, count, nonfinite,
-                                          stream);
+    return launch_as<G, V4, kChunks, true, kSmall>(p, logits, bias, ids, scores, lse, count,
+                                                   nonfinite, stream);
+  return launch_as<G, V4, kChunks, false, kSmall>(p, logits, bias, ids, scores, lse, count,
+                                                  nonfinite, stream);
 }
 
 bool aligned16(const void* ptr) {
@@ -693,10 +698,14 @@ cudaError_t topk_fast(const GateParams& p, const float* logits, const float* bia
   // lanes instead of 8 took k = 2 from 16.3 to 15.0 us and k = 4 from 18.3 to 16.7 us.
   if (n <= 32) TAMOE_FAST(8, 1);
   if (n <= 64) {
-    // Four lanes (eight tokens per warp) while their top-2 values still bound k tightly.
-    if (p.k <= 4) TAMOE_FAST(4, 4);
-    return launch<4, 4, true>(p, logits, bias, expert_ids, scores, lse, expert_count,
-                              first_nonfinite, stream);
+    // Four lanes (eight tokens per warp) while their top-2 values still bound k tightly; blocks of
+    // 128 threads from k = 4 on (BlockShape).
+    if (p.k <= 3) TAMOE_FAST(4, 4);
+    if (p.k <= 4)
+      return launch<4, 4, false, true>(p, logits, bias, expert_ids, scores, lse, expert_count,
+                                       first_nonfinite, stream);
+    return launch<4, 4, true, true>(p, logits, bias, expert_ids, scores, lse, expert_count,
+                                    first_nonfinite, stream);
   }
   if (n <= 128) TAMOE_FAST(8, 4);
   if (n <= 256) TAMOE_FAST(16, 4);
