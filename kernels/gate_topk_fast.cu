@@ -9,7 +9,7 @@
 // largest of these values, T, is at most the token's k-th largest key (they are distinct keys of
 // the token), so the top k are among the keys >= T. On random logits ~1.05k to 1.3k keys pass.
 // The group writes the candidates (key, expert) to a list in shared memory, and each lane ranks up
-// to 1, 2 or 4 candidates in one pass over the whole list (greater key, or equal key and lower
+// to 1, 2, 3 or 4 candidates in one pass over the whole list (greater key, or equal key and lower
 // expert: the host's tie rule; rank_candidates); rank r < k is slot r. One compare per key replaces
 // a per-key insertion into a k-long list, so k costs little. k = 2 on 4 lanes skips the threshold:
 // the lanes' best two (key, expert) are merged directly.
@@ -76,11 +76,12 @@ __device__ __forceinline__ void cp_async_wait() {
 
 // The lane's chunks of one row into the group's buffer; padding chunks (c >= n4) are not copied.
 template <int V4>
-__device__ __forceinline__ void fetch_row(float4* dst, const float4* row, int lane, int g, int n4) {
+__device__ __forceinline__ void fetch_row(float4* dst, const float4* row, int lane, int g, int n4,
+                                          int sw) {
 #pragma unroll
   for (int j = 0; j < V4; ++j) {
     const int c = lane + g * j;
-    if (c < n4) cp_async16(dst + c, row + c);
+    if (c < n4) cp_async16(dst + (c ^ sw), row + c);
   }
 }
 
@@ -163,41 +164,84 @@ __device__ __forceinline__ float group_threshold(float m1, float m2, int lane, i
 }
 
 constexpr int kMaxCand = 32;  // candidates one group may write to shared memory
-// Threshold from the maxima of the lane's V4 chunks (4 keys each; 4G distinct keys of the token,
-// so their k-th largest is at most the token's k-th largest key): a bitonic sort, descending, of
-// the 4G values, element 4 * lane + s holding chunk s's maximum, and element k - 1. For k = 5-8 on
-// 4 lanes (N <= 64), where the lanes' top two (8 values) bound the 8th key loosely (~13 candidates
-// on random logits against ~10 here).
-template <int G>
-__device__ __forceinline__ float chunk_threshold(float (&a)[4], int lane, int group_base, int k) {
+
+// r += 1 where a > b (NaN compares false): a compare and a predicated add. Written as `r += a > b`
+// the compiler made it a compare, an add into a new register and a predicated move back (three
+// instructions; the ranking loops were 29% of all at N = 64 k = 8). H100, N = 64 k = 6 / 8:
+// 14.3 / 16.2 -> 14.0 / 16.0 us, N = 128 k = 8 23.3 -> 22.9.
+__device__ __forceinline__ void add_gt(int& r, float a, float b) {
+  asm("{\n\t.reg .pred p;\n\tsetp.gt.f32 p, %1, %2;\n\t@p add.s32 %0, %0, 1;\n\t}"
+      : "+r"(r)
+      : "f"(a), "f"(b));
+}
+
+// r += 1 where (a, ea) comes before (b, eb) in the host's order (key descending, then expert
+// ascending): three compares chained through one predicate and a predicated add (was five).
+__device__ __forceinline__ void add_before(int& r, float a, int ea, float b, int eb) {
+  asm("{\n\t.reg .pred p;\n\t"
+      "setp.lt.s32 p, %2, %4;\n\t"
+      "setp.eq.and.f32 p, %1, %3, p;\n\t"
+      "setp.gt.or.f32 p, %1, %3, p;\n\t"
+      "@p add.s32 %0, %0, 1;\n\t}"
+      : "+r"(r)
+      : "f"(a), "r"(ea), "f"(b), "r"(eb));
+}
+
+// a >= b afterwards.
+__device__ __forceinline__ void order2(float& a, float& b) {
+  const float hi = fmaxf(a, b);
+  b = fminf(a, b);
+  a = hi;
+}
+
+// Threshold from the maxima of the lane's 4 chunks (4 keys each) on 4 lanes: 16 distinct keys of
+// the token, so their k-th largest (k = 5-8) is at most the token's k-th largest key. For k = 5-8
+// on 4 lanes (N <= 64), where the lanes' top two (8 values) bound the 8th key loosely (~13
+// candidates on random logits against ~10 here). By merges: each lane sorts its 4, a pair of lanes
+// (lane ^ 1) merges into the same sorted 8, and the two pairs (lane ^ 2) take the top 8 of their 16
+// as the larger of each element and its mirror (a bitonic merge's first step): their smallest is
+// the 8th, and sorted they give the 5th-7th. Every lane gets the result: no direction selects, no
+// final shuffle; a third fewer instructions than a bitonic sort of all 16 (H100, N = 64 k = 8 16.2
+// -> 15.7 us, k = 6 14.3 -> 13.8).
+__device__ __forceinline__ float chunk_kth4(float (&a)[4], int k) {
+  order2(a[0], a[1]);
+  order2(a[2], a[3]);
+  order2(a[0], a[2]);
+  order2(a[1], a[3]);
+  order2(a[1], a[2]);
+  float s[8];
 #pragma unroll
-  for (int size = 2; size <= 4 * G; size <<= 1)
+  for (int i = 0; i < 4; ++i) {
+    const float b = __shfl_xor_sync(kFull, a[3 - i], 1);  // the partner's, ascending
+    s[i] = fmaxf(a[i], b);
+    s[4 + i] = fminf(a[i], b);
+  }
 #pragma unroll
-    for (int stride = size / 2; stride > 0; stride >>= 1) {
-      if (stride < 4) {  // partners within the lane
+  for (int h = 0; h < 8; h += 4) {
+    order2(s[h], s[h + 2]);
+    order2(s[h + 1], s[h + 3]);
+    order2(s[h], s[h + 1]);
+    order2(s[h + 2], s[h + 3]);
+  }
+  float u[8];
 #pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          const int o = s ^ stride;
-          if (o < s) continue;
-          const bool desc = ((4 * lane + s) & size) == 0;
-          const float hi = fmaxf(a[s], a[o]), lo = fminf(a[s], a[o]);
-          a[s] = desc ? hi : lo;
-          a[o] = desc ? lo : hi;
-        }
-      } else {  // partner lane lane ^ (stride / 4), same slot
-        const int off = stride / 4;
-        const bool desc = ((4 * lane) & size) == 0;
-        const bool keep_max = ((lane & off) == 0) == desc;
+  for (int i = 0; i < 8; ++i) u[i] = fmaxf(s[i], __shfl_xor_sync(kFull, s[7 - i], 2));
+  if (k == 8) {
+    float m = u[0];
 #pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          const float o = __shfl_xor_sync(kFull, a[s], off);
-          a[s] = keep_max ? fmaxf(a[s], o) : fminf(a[s], o);
-        }
-      }
-    }
-  const int s = (k - 1) & 3;
-  const float mine = s == 0 ? a[0] : (s == 1 ? a[1] : (s == 2 ? a[2] : a[3]));
-  return __shfl_sync(kFull, mine, group_base + ((k - 1) >> 2));
+    for (int i = 1; i < 8; ++i) m = fminf(m, u[i]);
+    return m;
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) order2(u[i], u[i + 4]);
+#pragma unroll
+  for (int h = 0; h < 8; h += 4) {
+    order2(u[h], u[h + 2]);
+    order2(u[h + 1], u[h + 3]);
+    order2(u[h], u[h + 1]);
+    order2(u[h + 2], u[h + 3]);
+  }
+  return k == 5 ? u[4] : (k == 6 ? u[5] : u[6]);
 }
 
 // Ranks of candidates lane + G * j (j < R) in a group's list of nr (key, expert), in the host's
@@ -221,7 +265,7 @@ __device__ __forceinline__ void rank_candidates(const float2* list, int nr, int 
     for (int i = 0; i < nr; ++i) {
       const float o = list[i].x;
 #pragma unroll
-      for (int j = 0; j < R; ++j) r[j] += o > m[j].x;
+      for (int j = 0; j < R; ++j) add_gt(r[j], o, m[j].x);
     }
     unsigned seen = 0;
 #pragma unroll
@@ -236,8 +280,7 @@ __device__ __forceinline__ void rank_candidates(const float2* list, int nr, int 
     const float2 o = list[i];
     const int oe = __float_as_int(o.y);
 #pragma unroll
-    for (int j = 0; j < R; ++j)
-      r[j] += (o.x > m[j].x) | ((o.x == m[j].x) & (oe < __float_as_int(m[j].y)));
+    for (int j = 0; j < R; ++j) add_before(r[j], o.x, oe, m[j].x, __float_as_int(m[j].y));
   }
 }
 
@@ -274,6 +317,13 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
   // kWhole: N = 4 * G * V4, every chunk of every lane is real, so no chunk needs a padding guard.
   const int n4 = kWhole ? G * V4 : n >> 2;
   const int list = (warp * kTokensPerWarp + group) * kStride;
+  // Whole 4-lane rows (N = 64): odd groups keep chunk c at c ^ 4, so the two groups of a quarter
+  // warp read (and cp.async writes) different banks; expert e's logit is then at float e ^ swf.
+  // (ncu: the row reads and copies took twice their ideal wavefronts, 2 groups of a quarter warp on
+  // the same banks. H100, N = 64 k = 2: 10.84 -> 10.58-10.64 us, k = 4-8 within 1%.)
+  constexpr bool kSwz = kWhole && G == 4 && V4 % 2 == 0;
+  const int sw = kSwz ? (group & 1) << 2 : 0;
+  const int swf = sw << 2;
   float4* bias_s = dyn;
   // Buffer s of this group: rows + s * kGroups * n4.
   float4* rows = dyn + n4 * (1 + warp * kTokensPerWarp + group);
@@ -304,7 +354,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
     if (step < warp_steps) {
       const int64_t tt = t0 + step * stride;
       fetch_row<V4>(rows + buf * kGroups * n4, logits4 + (tt < tokens ? tt : tokens - 1) * n4, lane,
-                    G, n4);
+                    G, n4, sw);
     }
     cp_async_commit();  // possibly empty: the wait below counts groups
   };
@@ -332,7 +382,8 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
 #pragma unroll
     for (int j = 0; j < V4; ++j) {
       const int c = lane + G * j;
-      const float4 v = c < n4 ? row_s[c] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+      const float4 v =
+          c < n4 ? row_s[c ^ sw] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
 #pragma unroll
       for (int i = 0; i < 4; ++i) z[4 * j + i] = comp(v, i);
     }
@@ -415,7 +466,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
       done = !__any_sync(kFull, live && b2.i == INT_MAX);
       if (done && live && lane < 2) {
         const int e = lane == 0 ? b1.i : b2.i;
-        const float zs = row_f[e];
+        const float zs = row_f[e ^ swf];
         ids[t * 2 + lane] = e;
         scores[t * 2 + lane] = chosen_score(score_fn, zs, mx, __frcp_rn(sum));
         if (count) atomicAdd(&hist[e], 1);
@@ -430,7 +481,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
 #pragma unroll
         for (int j = 0; j < 4; ++j)
           cm[j] = fmaxf(fmaxf(x[4 * j], x[4 * j + 1]), fmaxf(x[4 * j + 2], x[4 * j + 3]));
-        th = chunk_threshold<G>(cm, lane, group_base, k);
+        th = chunk_kth4(cm, k);
       } else if (G < 16 && k > 2) {
 #pragma unroll
         for (int i = 0; i < V; ++i) {
@@ -444,9 +495,13 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
         th = group_threshold<G, (G < 16)>(km, k2, lane, group_base, k);
       }
       unsigned mask = 0;
+      // 4 lanes: a group past the last token passes no key (NaN), so the stores below need no
+      // `live`; with a pointer bumped per store instead of an index (H100, N = 64 k = 8: 16.2 ->
+      // 16.0 us).
+      const float th_m = (kChunks || G == 4) && !live ? __int_as_float(0x7fffffff) : th;
 #pragma unroll
       for (int i = 0; i < V; ++i)
-        if (x[i] >= th) mask |= 1u << i;
+        if (x[i] >= th_m) mask |= 1u << i;
       const int c = __popc(mask);
       // Inclusive prefix of the lane counts over the group, and the group's total.
       int incl = c;
@@ -467,12 +522,12 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
           // k = 8: 18.5 -> 17.9 us; k = 4: 14.22-14.27 -> 13.84-13.97, from a graph within 1%);
           // the loop over the mask bits below wins at 8 lanes and more (N = 128-256, k = 2:
           // predicated stores were 6-8% slower).
-          int pos = list + incl - c;
+          float2* p = cand + list + incl - c;
 #pragma unroll
           for (int i = 0; i < V; ++i)
-            if (live && (mask >> i & 1u)) {
-              cand[pos] = make_float2(x[i], __int_as_float(4 * (lane + G * (i >> 2)) + (i & 3)));
-              ++pos;
+            if (mask >> i & 1u) {
+              *p = make_float2(x[i], __int_as_float(4 * (lane + G * (i >> 2)) + (i & 3)));
+              ++p;
             }
         } else if (live) {
           // The lane's candidates, in expert order, at its offset of the group's list; keys read
@@ -492,7 +547,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
           if constexpr (kSlots) {
             slot_e[gslot + r] = e;
           } else {
-            const float zs = row_f[e];
+            const float zs = row_f[e ^ swf];
             id_row[r] = e;
             sc_row[r] = chosen_score(score_fn, zs, mx, inv_sum);
             if (count) atomicAdd(&hist[e], 1);
@@ -513,6 +568,15 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
           rank_candidates<G, 2>(cand + list, nr, lane, strict, m, r);
           if (lane < nr && r[0] < k) emit(r[0], __float_as_int(m[0].y));
           if (lane + G < nr && r[1] < k) emit(r[1], __float_as_int(m[1].y));
+        } else if (kChunks && !__any_sync(kFull, nr > 3 * G)) {
+          // k = 5-8 on 4 lanes: lists of 9-12 (the usual) rank 3 a lane, not 4 (H100, N = 64:
+          // k = 6 14.3 -> 13.8 us).
+          float2 m[3];
+          int r[3];
+          rank_candidates<G, 3>(cand + list, nr, lane, strict, m, r);
+#pragma unroll
+          for (int j = 0; j < 3; ++j)
+            if (lane + G * j < nr && r[j] < k) emit(r[j], __float_as_int(m[j].y));
         } else if (kChunks && !__any_sync(kFull, nr > 4 * G)) {
           float2 m[4];
           int r[4];
@@ -538,7 +602,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
             for (int r = lane; r < k; r += G) {
               const int e = slot_e[gslot + r];
               id_row[r] = e;
-              sc_row[r] = chosen_score(score_fn, row_f[e], mx, inv_sum);
+              sc_row[r] = chosen_score(score_fn, row_f[e ^ swf], mx, inv_sum);
               if (count) atomicAdd(&hist[e], 1);
             }
         }
@@ -563,7 +627,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
           pe = best.i;
           if (live && lane == (s & (G - 1))) {  // k may exceed G (k = 5-8 on 4 lanes)
             const int e_out = best.i == INT_MAX ? -1 : best.i;
-            const float zs = e_out >= 0 ? row_f[e_out] : 0.0f;
+            const float zs = e_out >= 0 ? row_f[e_out ^ swf] : 0.0f;
             id_row[s] = e_out;
             sc_row[s] = e_out < 0 ? 0.0f : chosen_score(score_fn, zs, mx, inv_sum);
             if (count && e_out >= 0) atomicAdd(&hist[e_out], 1);

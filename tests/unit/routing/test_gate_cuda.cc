@@ -243,12 +243,14 @@ TEST_CASE("each CUDA top-k path equals the host gate", "[routing][cuda]") {
   };
   // N = 32, 64, 128, 256, 512 and 1024 fill the lanes exactly (8 x 1, 4 x 4, 8 x 4, 16 x 4, 32 x 4
   // and 32 x 8 chunks): the kernel without padding guards. N = 33-64 with k = 1-3, k = 4 and
-  // k = 5-8 run the three 4-lane kernels (256-thread blocks, 128, 128 with chunk thresholds).
+  // k = 5-8 run the three 4-lane kernels (256-thread blocks, 128, 128 with chunk thresholds); at
+  // N = 64 exactly their rows are swizzled in shared memory (odd groups), so every k is covered.
   const std::vector<Shape> shapes = {
-      {1, 4, 1},     {33, 4, 4},     {100, 12, 3},  {257, 36, 5},   {1000, 64, 2}, {999, 64, 8},
-      {513, 128, 6}, {2048, 128, 8}, {700, 256, 1}, {1500, 256, 8}, {300, 252, 7}, {777, 64, 4},
-      {300, 48, 3},  {64, 60, 1},    {501, 44, 2},  {640, 60, 6},   {2000, 64, 7}, {500, 32, 4},
-      {300, 512, 8}, {200, 1024, 3}, {400, 52, 4}};
+      {1, 4, 1},     {33, 4, 4},    {100, 12, 3},   {257, 36, 5},  {1000, 64, 2},
+      {999, 64, 8},  {513, 128, 6}, {2048, 128, 8}, {700, 256, 1}, {1500, 256, 8},
+      {300, 252, 7}, {777, 64, 4},  {300, 48, 3},   {64, 60, 1},   {501, 44, 2},
+      {640, 60, 6},  {2000, 64, 7}, {500, 32, 4},   {300, 512, 8}, {200, 1024, 3},
+      {400, 52, 4},  {1000, 64, 5}, {700, 64, 6},   {600, 64, 3},  {300, 64, 1}};
   const int paths[] = {K::kGatePathLanes, K::kGatePathGeneric};
   std::mt19937 rng(7);
   std::normal_distribution<float> d(0.0f, 2.0f);
