@@ -20,6 +20,9 @@
 // after the previous pick" (key descending, expert ascending) over all keys, reduced over the
 // group.
 #include <climits>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 
 #include "kernels/gate_device.cuh"
 #include "kernels/gate_topk_fast.cuh"
@@ -88,16 +91,19 @@ __device__ __forceinline__ void fetch_row(float4* dst, const float4* row, int la
 constexpr float kLog2e = 1.4426950408889634f;
 
 // 2^x in one MUFU instruction (relative error ~2^-22): the softmax sum over all N experts uses it
-// (expf costs ~6 more instructions per expert); the k chosen scores keep expf.
+// (expf costs ~6 more instructions per expert), and so do the k chosen scores.
 __device__ __forceinline__ float ex2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
 
-// The score of a chosen expert with logit z: exp(z - mx) / sum (softmax) or the sigmoid of z.
-__device__ __forceinline__ float chosen_score(int score_fn, float z, float mx, float inv_sum) {
-  return score_fn == kGateSoftmax ? expf(z - mx) * inv_sum : 1.0f / (1.0f + expf(-z));
+// The score of a chosen expert with logit z: exp(z - mx) / sum (softmax; mxl = mx * log2(e), the
+// same term as in the sum, so a rounding of mxl cancels in the ratio) or the sigmoid of z. (ex2
+// instead of expf: H100, N = 64 k = 4 / 8 12.57 / 14.1 -> 12.5 / 13.9 us, N = 256 k = 2 32.3 ->
+// 32.0.)
+__device__ __forceinline__ float chosen_score(int score_fn, float z, float mxl, float inv_sum) {
+  return score_fn == kGateSoftmax ? ex2(fmaf(z, kLog2e, -mxl)) * inv_sum : 1.0f / (1.0f + expf(-z));
 }
 
 __device__ __forceinline__ float comp(const float4& v, int i) {
@@ -284,13 +290,14 @@ __device__ __forceinline__ void rank_candidates(const float2* list, int nr, int 
   }
 }
 
-template <int G, int V4, bool kChunks, bool kWhole, bool kSmall>
+template <int G, int V4, bool kChunks, bool kWhole, bool kSmall, bool kFlag>
 __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
                                   BlockShape<G, V4, kSmall>::min_blocks)
     topk_fast_kernel(int64_t tokens, int n, int k, int score_fn, const float* __restrict__ logits,
                      const float* __restrict__ bias, int32_t* __restrict__ ids,
                      float* __restrict__ scores, float* __restrict__ lse_out,
-                     int32_t* __restrict__ count, unsigned long long* nonfinite) {
+                     int32_t* __restrict__ count, unsigned long long* nonfinite,
+                     unsigned long long* zflag, unsigned long long zgen) {
   constexpr int V = 4 * V4;
   constexpr int kWarps = BlockShape<G, V4, kSmall>::threads / 32;
   constexpr int kTokensPerWarp = 32 / G;
@@ -361,9 +368,17 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
   // The first rows go out before the bias load, so the two round trips overlap.
 #pragma unroll
   for (int s = 0; s + 1 < kStages; ++s) fetch(s, s);
+  // kFlag (an eager call; see zero_flag): no zeroing kernel ran. Block 0 zeroes the counts now,
+  // after the wait above (the kernel before may have been adding to them), and raises the flag to
+  // this call's generation; every other block adds its counts only once it has seen the flag.
+  if (kFlag && blockIdx.x == 0) {
+    for (int e = threadIdx.x; e < n; e += blockDim.x) count[e] = 0;
+    __threadfence();  // the zeros before the flag, at GPU scope (with the barrier below)
+  }
   for (int c = threadIdx.x; c < n4; c += blockDim.x)
     bias_s[c] = bias ? __ldcg(bias4 + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);  // L2: coherent
   __syncthreads();
+  if (kFlag && blockIdx.x == 0 && threadIdx.x == 0) atomicMax(zflag, zgen);  // never lowers it
   // The lane's bias chunks; a padding chunk (c >= n4) reads a real one: its keys stay -inf.
   int bias_chunk[V4];
 #pragma unroll
@@ -468,7 +483,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
         const int e = lane == 0 ? b1.i : b2.i;
         const float zs = row_f[e ^ swf];
         ids[t * 2 + lane] = e;
-        scores[t * 2 + lane] = chosen_score(score_fn, zs, mx, __frcp_rn(sum));
+        scores[t * 2 + lane] = chosen_score(score_fn, zs, mx * kLog2e, __frcp_rn(sum));
         if (count) atomicAdd(&hist[e], 1);
       }
     }
@@ -549,7 +564,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
           } else {
             const float zs = row_f[e ^ swf];
             id_row[r] = e;
-            sc_row[r] = chosen_score(score_fn, zs, mx, inv_sum);
+            sc_row[r] = chosen_score(score_fn, zs, mx * kLog2e, inv_sum);
             if (count) atomicAdd(&hist[e], 1);
           }
         };
@@ -602,7 +617,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
             for (int r = lane; r < k; r += G) {
               const int e = slot_e[gslot + r];
               id_row[r] = e;
-              sc_row[r] = chosen_score(score_fn, row_f[e ^ swf], mx, inv_sum);
+              sc_row[r] = chosen_score(score_fn, row_f[e ^ swf], mx * kLog2e, inv_sum);
               if (count) atomicAdd(&hist[e], 1);
             }
         }
@@ -629,7 +644,7 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
             const int e_out = best.i == INT_MAX ? -1 : best.i;
             const float zs = e_out >= 0 ? row_f[e_out ^ swf] : 0.0f;
             id_row[s] = e_out;
-            sc_row[s] = e_out < 0 ? 0.0f : chosen_score(score_fn, zs, mx, inv_sum);
+            sc_row[s] = e_out < 0 ? 0.0f : chosen_score(score_fn, zs, mx * kLog2e, inv_sum);
             if (count && e_out >= 0) atomicAdd(&hist[e_out], 1);
           }
         }
@@ -646,6 +661,18 @@ __global__ void __launch_bounds__(BlockShape<G, V4, kSmall>::threads,
   // k = 8: 2.3 us slower than here).
   launch_dependents();
   if (count) {
+    // kFlag: block 0 zeroed the counts at its start, long before; it was dispatched first (blocks
+    // go out in index order), so this wait cannot hold it off. The acquire orders the adds below
+    // (after the barrier) behind its zeros. H100 step by step, N = 64 k = 8: 15.1 -> 14.1 us
+    // against the zeroing kernel; checking the flag per warp before the barrier was 2.5 us slower.
+    if (kFlag && blockIdx.x != 0 && threadIdx.x == 0) {
+      unsigned long long f;
+      asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(f) : "l"(zflag) : "memory");
+      while (f < zgen) {
+        __nanosleep(64);
+        asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(f) : "l"(zflag) : "memory");
+      }
+    }
     __syncthreads();
     for (int e = threadIdx.x; e < n; e += blockDim.x)
       if (hist[e]) atomicAdd(&count[e], hist[e]);
@@ -670,11 +697,11 @@ cudaError_t launch_programmatic(void (*kernel)(Params...), dim3 grid, dim3 block
   return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
-template <int G, int V4, bool kChunks, bool kWhole, bool kSmall>
+template <int G, int V4, bool kChunks, bool kWhole, bool kSmall, bool kFlag>
 cudaError_t launch_as(const GateParams& p, const float* logits, const float* bias, int32_t* ids,
                       float* scores, float* lse, int32_t* count, unsigned long long* nonfinite,
-                      cudaStream_t stream) {
-  auto* kernel = topk_fast_kernel<G, V4, kChunks, kWhole, kSmall>;
+                      cudaStream_t stream, unsigned long long* zflag, unsigned long long zgen) {
+  auto* kernel = topk_fast_kernel<G, V4, kChunks, kWhole, kSmall, kFlag>;
   constexpr int kThreads = BlockShape<G, V4, kSmall>::threads;
   constexpr int kWarps = kThreads / 32;
   constexpr int kGroups = kThreads / G;
@@ -704,7 +731,7 @@ cudaError_t launch_as(const GateParams& p, const float* logits, const float* bia
   const int64_t grid = (want + iters - 1) / iters;
   return launch_programmatic(kernel, dim3(static_cast<unsigned>(grid)), dim3(kThreads), shmem,
                              stream, p.tokens, p.experts, p.k, p.score, logits, bias, ids, scores,
-                             lse, count, nonfinite);
+                             lse, count, nonfinite, zflag, zgen);
 }
 
 // Rows that fill the lanes exactly (N = 4 * G * V4: 64, 128, 256, 512, 1024) take the kernel
@@ -715,12 +742,73 @@ cudaError_t launch_as(const GateParams& p, const float* logits, const float* bia
 template <int G, int V4, bool kChunks = false, bool kSmall = false>
 cudaError_t launch(const GateParams& p, const float* logits, const float* bias, int32_t* ids,
                    float* scores, float* lse, int32_t* count, unsigned long long* nonfinite,
-                   cudaStream_t stream) {
-  if (p.experts == 4 * G * V4 && !(G == 16 && p.k <= 2) && !(V4 == 8 && p.k > 2))
-    return launch_as<G, V4, kChunks, true, kSmall>(p, logits, bias, ids, scores, lse, count,
-                                                   nonfinite, stream);
-  return launch_as<G, V4, kChunks, false, kSmall>(p, logits, bias, ids, scores, lse, count,
-                                                  nonfinite, stream);
+                   cudaStream_t stream, unsigned long long* zflag, unsigned long long zgen) {
+  const bool whole = p.experts == 4 * G * V4 && !(G == 16 && p.k <= 2) && !(V4 == 8 && p.k > 2);
+  if (whole && zflag)
+    return launch_as<G, V4, kChunks, true, kSmall, true>(p, logits, bias, ids, scores, lse, count,
+                                                         nonfinite, stream, zflag, zgen);
+  if (whole)
+    return launch_as<G, V4, kChunks, true, kSmall, false>(p, logits, bias, ids, scores, lse, count,
+                                                          nonfinite, stream, zflag, zgen);
+  if (zflag)
+    return launch_as<G, V4, kChunks, false, kSmall, true>(p, logits, bias, ids, scores, lse, count,
+                                                          nonfinite, stream, zflag, zgen);
+  return launch_as<G, V4, kChunks, false, kSmall, false>(p, logits, bias, ids, scores, lse, count,
+                                                         nonfinite, stream, zflag, zgen);
+}
+
+// Zeroing the counts without a kernel of its own (one kernel boundary less per call: H100 step by
+// step 0.7-1.0 us at N = 64-256). A table of flags per device (a __device__ array, zero at module
+// load) holds one slot per count buffer; each eager call gets its slot and the next generation of
+// it, block 0 of the top-k kernel zeroes the counts and raises the slot's flag to that generation
+// (atomicMax: a flag never goes down), and the other blocks add their counts once they see it.
+// Distinct buffers never share a slot, so calls on other streams cannot release one another.
+// Not in a CUDA graph being captured: a replay would reuse the captured generation, so there the
+// zeroing kernel stays (and the flag's gain is smaller: 0.4-0.6 us). No slot (more than kZeroSlots
+// count buffers, or a query failed): the zeroing kernel too.
+constexpr int kZeroSlots = 1024;
+__device__ unsigned long long g_zero_flags[kZeroSlots];
+
+struct ZeroFlag {
+  unsigned long long* flag = nullptr;  // null: use the zeroing kernel
+  unsigned long long gen = 0;
+};
+
+ZeroFlag zero_flag(const int32_t* count, cudaStream_t stream) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) {
+    cudaGetLastError();
+    return {};
+  }
+  if (capture != cudaStreamCaptureStatusNone) return {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    return {};
+  }
+  struct Table {
+    unsigned long long* flags = nullptr;
+    std::unordered_map<const int32_t*, int> slot;
+    std::vector<unsigned long long> gen;
+  };
+  static std::mutex mu;
+  static std::unordered_map<int, Table> tables;
+  const std::lock_guard<std::mutex> lock(mu);
+  Table& tb = tables[dev];
+  if (!tb.flags) {
+    if (cudaGetSymbolAddress(reinterpret_cast<void**>(&tb.flags), g_zero_flags) != cudaSuccess) {
+      cudaGetLastError();
+      tb.flags = nullptr;
+      return {};
+    }
+    tb.gen.assign(kZeroSlots, 0);
+  }
+  auto it = tb.slot.find(count);
+  if (it == tb.slot.end()) {
+    if (tb.slot.size() >= size_t(kZeroSlots)) return {};
+    it = tb.slot.emplace(count, int(tb.slot.size())).first;
+  }
+  return {tb.flags + it->second, ++tb.gen[it->second]};
 }
 
 bool aligned16(const void* ptr) {
@@ -746,6 +834,16 @@ cudaError_t topk_fast(const GateParams& p, const float* logits, const float* bia
                       int32_t* expert_ids, float* scores, float* lse, int32_t* expert_count,
                       unsigned long long* first_nonfinite, cudaStream_t stream) {
   int32_t* zero = p.zero_count ? expert_count : nullptr;
+  // Eager calls that zero the counts (and want no non-finite report, whose first atomicMin may come
+  // at any step) zero them in the top-k kernel instead of in a kernel of their own, except for
+  // k = 2 on 4 lanes (the merged best two, no threshold), where the flag's wait cost more than it
+  // saved (H100, N = 64 k = 2: 10.6 -> 10.7-11.0 us; k = 1 and 3 gain 0.1 and 0.4).
+  ZeroFlag zf;
+  if (zero && !first_nonfinite && p.tokens > 0 && !(p.experts > 32 && p.experts <= 64 && p.k == 2))
+    zf = zero_flag(expert_count, stream);
+  unsigned long long* zflag = zf.flag;
+  const unsigned long long zgen = zf.gen;
+  if (zflag) zero = nullptr;
   const bool prep = zero || first_nonfinite;
   if (prep) {
     const cudaError_t rc = launch_prep(zero, p.experts, first_nonfinite, stream);
@@ -755,7 +853,7 @@ cudaError_t topk_fast(const GateParams& p, const float* logits, const float* bia
   const int n = p.experts;
 #define TAMOE_FAST(G, V4)                                                                       \
   return launch<G, V4>(p, logits, bias, expert_ids, scores, lse, expert_count, first_nonfinite, \
-                       stream)
+                       stream, zflag, zgen)
   // Lanes per token: few lanes (many tokens per warp) share the per-token shuffles among the most
   // keys, as long as the lanes' top-2 values still give a tight threshold (4 lanes: k <= 4); above
   // 128 experts 16 or 32 lanes keep the chunks per lane (registers) at 4 or 8. H100, N = 64: 4
@@ -767,9 +865,9 @@ cudaError_t topk_fast(const GateParams& p, const float* logits, const float* bia
     if (p.k <= 3) TAMOE_FAST(4, 4);
     if (p.k <= 4)
       return launch<4, 4, false, true>(p, logits, bias, expert_ids, scores, lse, expert_count,
-                                       first_nonfinite, stream);
+                                       first_nonfinite, stream, zflag, zgen);
     return launch<4, 4, true, true>(p, logits, bias, expert_ids, scores, lse, expert_count,
-                                    first_nonfinite, stream);
+                                    first_nonfinite, stream, zflag, zgen);
   }
   if (n <= 128) TAMOE_FAST(8, 4);
   if (n <= 256) TAMOE_FAST(16, 4);

@@ -434,3 +434,90 @@ TEST_CASE("a CUDA gate call reads what the kernel before it wrote", "[routing][c
   }
   cudaStreamDestroy(st);
 }
+
+// The counts start from zero every call: eager calls zero them inside the top-k kernel (block 0,
+// then a flag per count buffer that the other blocks wait for before they add), a CUDA graph
+// keeps the zeroing kernel (a replay cannot take a new flag generation). Three eager calls on each
+// of two streams with their own buffers, run at once; a captured call replayed three times; an
+// eager call after the graph; then more count buffers than the flag table holds (the rest fall
+// back to the zeroing kernel). Any missed or late zeroing shows as counts off the host's.
+TEST_CASE("CUDA gate counts start from zero every call, eager and from a graph",
+          "[routing][cuda]") {
+  if (!have_gpu()) return;
+  const int64_t s = 20000;
+  std::mt19937 rng(23);
+  std::normal_distribution<float> d(0.0f, 2.0f);
+  cudaStream_t st[2] = {nullptr, nullptr};
+  for (auto& x : st) REQUIRE(cudaStreamCreateWithFlags(&x, cudaStreamNonBlocking) == cudaSuccess);
+  for (int n : {64, 128, 256})
+    for (int k : {2, 4, 8}) {
+      INFO("N " << n << " k " << k);
+      MatrixRf z(s, n);
+      for (int i = 0; i < z.size(); ++i) z.data()[i] = d(rng);
+      GateOptions o;
+      o.k = k;
+      const TopK host = select_topk(z, Eigen::VectorXf(), ExpertLayout::regular(n / 4, 4, 1), o);
+      Dev<float> dz(z.data(), z.size());
+      Dev<int32_t> ids0(s * k), ids1(s * k), count0(n), count1(n);
+      Dev<float> sc0(s * k), sc1(s * k);
+      int32_t* ids[2] = {ids0.p, ids1.p};
+      int32_t* count[2] = {count0.p, count1.p};
+      float* sc[2] = {sc0.p, sc1.p};
+      K::GateParams p = K::GateParams::regular(s, n, k, 4);
+      p.zero_count = true;
+      auto check_counts = [&](const Dev<int32_t>& c, const char* what) {
+        INFO(what);
+        const auto h = c.get();
+        int bad = 0;
+        for (int e = 0; e < n; ++e) bad += h[e] != host.expert_count[e];
+        CHECK(bad == 0);
+      };
+      for (int round = 0; round < 3; ++round)
+        for (int i = 0; i < 2; ++i)
+          CUDA_OK(K::gate_topk(p, dz.p, nullptr, ids[i], sc[i], nullptr, count[i], nullptr, st[i]));
+      CUDA_OK(cudaDeviceSynchronize());
+      check_counts(count0, "eager, stream 0");
+      check_counts(count1, "eager, stream 1");
+      cudaGraph_t graph = nullptr;
+      cudaGraphExec_t exec = nullptr;
+      CUDA_OK(cudaStreamBeginCapture(st[0], cudaStreamCaptureModeThreadLocal));
+      CUDA_OK(K::gate_topk(p, dz.p, nullptr, ids[0], sc[0], nullptr, count[0], nullptr, st[0]));
+      CUDA_OK(cudaStreamEndCapture(st[0], &graph));
+      CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+      for (int r = 0; r < 3; ++r) CUDA_OK(cudaGraphLaunch(exec, st[0]));
+      CUDA_OK(cudaStreamSynchronize(st[0]));
+      check_counts(count0, "graph replayed 3 times");
+      CUDA_OK(K::gate_topk(p, dz.p, nullptr, ids[0], sc[0], nullptr, count[0], nullptr, st[0]));
+      CUDA_OK(cudaStreamSynchronize(st[0]));
+      check_counts(count0, "eager after the graph");
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+      const auto hid = ids0.get();
+      int id_bad = 0;
+      for (size_t i = 0; i < hid.size(); ++i) id_bad += hid[i] != host.expert.data()[i];
+      CHECK(id_bad == 0);
+    }
+  // More count buffers than flag slots (1024): every one of them still counts from zero.
+  const int n = 64, k = 4, buffers = 1100;
+  MatrixRf z(4096, n);
+  for (int i = 0; i < z.size(); ++i) z.data()[i] = d(rng);
+  GateOptions o;
+  o.k = k;
+  const TopK host = select_topk(z, Eigen::VectorXf(), ExpertLayout::regular(n / 4, 4, 1), o);
+  Dev<float> dz(z.data(), z.size());
+  Dev<int32_t> ids(z.rows() * k), counts(size_t(buffers) * n);
+  Dev<float> sc(z.rows() * k);
+  CUDA_OK(cudaMemset(counts.p, 0x7f, sizeof(int32_t) * buffers * n));  // garbage to zero
+  K::GateParams p = K::GateParams::regular(z.rows(), n, k, 4);
+  p.zero_count = true;
+  for (int b = 0; b < buffers; ++b)
+    CUDA_OK(K::gate_topk(p, dz.p, nullptr, ids.p, sc.p, nullptr, counts.p + size_t(b) * n, nullptr,
+                         st[0]));
+  CUDA_OK(cudaStreamSynchronize(st[0]));
+  const auto hc = counts.get();
+  int bad = 0;
+  for (int b = 0; b < buffers; ++b)
+    for (int e = 0; e < n; ++e) bad += hc[size_t(b) * n + e] != host.expert_count[e];
+  CHECK(bad == 0);
+  for (auto& x : st) cudaStreamDestroy(x);
+}
