@@ -41,7 +41,9 @@ struct GateParams {
   // gate_topk only: zero expert_count on `stream` first (instead of adding to it). On sm_90 the
   // fast path's zeroing kernel and top-k kernel are launched programmatically (each launches
   // before the kernel ahead of it ends and waits for it before touching memory), which hides the
-  // launch gaps a memset + kernel would leave per step.
+  // launch gaps a memset + kernel would leave per step. Eager calls without a non-finite report
+  // skip the zeroing kernel: the top-k kernel zeroes the counts itself (a flag per count buffer,
+  // kept by the library; see gate_topk_fast.cu). A captured CUDA graph keeps the zeroing kernel.
   bool zero_count = false;
   int path = kGatePathAuto;  // gate_topk only: GatePath
 
